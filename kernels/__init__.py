@@ -1,0 +1,22 @@
+"""numba kernels: pure functions of arrays (no pipeline, config, I/O or logging here)."""
+
+from .losses import (
+    KINDS,
+    LINEAR,
+    SIGMOID,
+    SOFTMAX,
+    decision_function,
+    hessp,
+    linear_loss_grad,
+    logistic_loss_grad,
+    loss_grad,
+    multilabel_loss_grad,
+    softmax_loss_grad,
+)
+from .prox import prox_elasticnet, prox_l1, prox_l2
+
+__all__ = [
+    "KINDS", "LINEAR", "SIGMOID", "SOFTMAX", "decision_function", "hessp", "linear_loss_grad",
+    "logistic_loss_grad", "loss_grad", "multilabel_loss_grad", "softmax_loss_grad",
+    "prox_elasticnet", "prox_l1", "prox_l2",
+]
