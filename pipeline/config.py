@@ -1,0 +1,335 @@
+"""Typed configuration: one dataclass per Hydra group, and ``load()`` from DictConfig to ``Config``.
+
+Why typed: Hydra merges the YAML files in ``conf/`` into these dataclasses (registered in the
+ConfigStore under ``schema/<group>``), so a wrong type or an unknown key fails while the command
+line is parsed, naming the field. ``load()`` then checks what types cannot express (allowed
+names, ranges, and model x reg x solver x dataset combinations) and returns plain dataclasses:
+nothing below this module sees a ``DictConfig``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+MODELS = ("linear", "logistic", "softmax", "ovr", "multilabel")
+REGS = ("none", "l1", "l2", "elasticnet")
+SOLVERS = ("gd", "agd", "sgd", "lbfgs", "newton", "cd", "closed_form", "auto")
+TASKS = ("regression", "binary", "multiclass", "multilabel")
+SOURCES = ("sklearn", "synthetic", "file")
+SKLEARN_SETS = {"breast_cancer": "binary", "iris": "multiclass", "wine": "multiclass",
+                "digits": "multiclass", "diabetes": "regression", "multilabel": "multilabel"}
+# Which model can learn which task: the one table both config.load and data.load consult.
+MODELS_FOR_TASK = {
+    "regression": ("linear",),
+    "binary": ("logistic", "softmax", "ovr"),
+    "multiclass": ("softmax", "ovr"),
+    "multilabel": ("multilabel",),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; raised before any MLflow run starts."""
+
+
+# ----------------------------------------------------------------------------- schemas
+@dataclass
+class DatasetConfig:
+    """Common dataset fields. ``task`` is fixed for bundled and synthetic sets."""
+
+    name: str = MISSING
+    source: str = "sklearn"
+    task: str = "auto"
+    val_size: float = 0.2
+    test_size: float = 0.2
+
+
+@dataclass
+class SyntheticDatasetConfig(DatasetConfig):
+    """Generated data: ``n`` rows, ``k`` features, ``n_outputs`` targets/classes/labels."""
+
+    source: str = "synthetic"
+    n: int = 1000
+    k: int = 20
+    n_outputs: int = 1
+    noise: float = 0.1
+    seed: int = 0
+
+
+@dataclass
+class FileDatasetConfig(DatasetConfig):
+    """A user CSV or Parquet file; ``target`` names the target column(s)."""
+
+    source: str = "file"
+    path: str = MISSING
+    target: list[str] = field(default_factory=list)
+    features: list[str] | None = None
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+
+
+@dataclass
+class RegConfig:
+    """Penalty: the lecture's lambda (``lam``) and the elastic-net mix."""
+
+    name: str = MISSING
+    lam: float = 0.0
+    l1_ratio: float = 0.5
+
+
+@dataclass
+class SolverConfig:
+    """Options every solver takes; subclasses add their own (passed on as solver_options)."""
+
+    name: str = MISSING
+    tol: float = 1e-7  # max-norm of the (proximal) gradient
+    max_iter: int = 1000
+
+
+@dataclass
+class GDConfig(SolverConfig):
+    step: float | None = None  # None: 1 / Lipschitz bound
+
+
+@dataclass
+class SGDConfig(SolverConfig):
+    max_iter: int = 100  # epochs
+    batch_size: int = 256
+    lr: float | None = None  # None: from the Lipschitz bound
+    variance_reduction: bool = True  # SVRG: constant step, exact optimum
+
+
+@dataclass
+class NewtonConfig(SolverConfig):
+    max_cg: int = 50  # conjugate-gradient steps per Newton step
+
+
+@dataclass
+class LBFGSConfig(SolverConfig):
+    memory: int = 10
+
+
+@dataclass
+class BackendConfig:
+    name: str = "cpu"
+    dtype: str = "float64"
+
+
+@dataclass
+class TrackingConfig:
+    """Where runs go. ``uri`` None: $MLFLOW_TRACKING_URI, else sqlite:///<root>/mlflow.db."""
+
+    uri: str | None = None
+    experiment: str = "linear-models"
+    log_model: bool = True
+    log_plots: bool = True
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    dataset: DatasetConfig = MISSING
+    model: ModelConfig = MISSING
+    reg: RegConfig = MISSING
+    solver: SolverConfig = MISSING
+    backend: BackendConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    seed: int = 0
+    run_name: str | None = None
+
+
+@dataclass
+class Runtime:
+    """Facts about this process that are not configuration (not logged as params)."""
+
+    output_dir: str = "."
+    overrides: list[str] = field(default_factory=list)
+    parent_run_id: str | None = None
+    job_num: int | None = None
+    config_yaml: str = ""
+
+
+def register() -> None:
+    """Store the schemas; YAML files extend them via ``- /schema/<group>@_here_: <name>``."""
+    cs = ConfigStore.instance()
+    cs.store(name="schema", node=Config)
+    for name, node in [("dataset", DatasetConfig), ("synthetic", SyntheticDatasetConfig),
+                       ("file", FileDatasetConfig)]:
+        cs.store(group="schema/dataset", name=name, node=node)
+    cs.store(group="schema/model", name="model", node=ModelConfig)
+    cs.store(group="schema/reg", name="reg", node=RegConfig)
+    for name, node in [("solver", SolverConfig), ("gd", GDConfig), ("sgd", SGDConfig),
+                       ("lbfgs", LBFGSConfig), ("newton", NewtonConfig)]:
+        cs.store(group="schema/solver", name=name, node=node)
+    cs.store(group="schema/backend", name="backend", node=BackendConfig)
+    cs.store(group="schema/tracking", name="tracking", node=TrackingConfig)
+
+
+# ----------------------------------------------------------------------------- load
+def _allowed(field_name: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{field_name}={value!r} is not allowed; allowed: {', '.join(allowed)}")
+
+
+def _range(field_name: str, value: float, lo: float, hi: float | None = None) -> None:
+    if value < lo or (hi is not None and value > hi):
+        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ConfigError(f"{field_name}={value!r} is out of range; allowed: {bound}")
+
+
+def validate(config: Config) -> None:
+    """Check names, ranges and combinations; raise ``ConfigError`` naming field, value, allowed."""
+    d, m, r, s = config.dataset, config.model, config.reg, config.solver
+    _allowed("model.name", m.name, MODELS)
+    _allowed("reg.name", r.name, REGS)
+    _allowed("solver.name", s.name, SOLVERS)
+    _allowed("dataset.source", d.source, SOURCES)
+    _range("reg.lam", r.lam, 0.0)
+    _range("reg.l1_ratio", r.l1_ratio, 0.0, 1.0)
+    _range("solver.tol", s.tol, 0.0)
+    _range("solver.max_iter", s.max_iter, 1)
+    _range("dataset.val_size", d.val_size, 0.0, 0.9)
+    _range("dataset.test_size", d.test_size, 0.05, 0.9)
+    if d.val_size + d.test_size >= 0.95:
+        raise ConfigError(f"dataset.val_size + dataset.test_size = {d.val_size + d.test_size} "
+                          "leaves no training data; allowed: a sum below 0.95")
+    _allowed("backend.dtype", config.backend.dtype, ("float64", "float32"))
+    if d.source == "sklearn":
+        _allowed("dataset.name", d.name, list(SKLEARN_SETS))
+    if d.task != "auto" or d.source != "file":
+        _allowed("dataset.task", d.task, TASKS)
+        fits = MODELS_FOR_TASK[d.task]
+        if m.name not in fits:
+            raise ConfigError(
+                f"model={m.name} cannot learn dataset={d.name} (a {d.task} task); "
+                f"allowed models for it: {', '.join(fits)}")
+    if isinstance(d, SyntheticDatasetConfig):
+        _range("dataset.n", d.n, 10)
+        _range("dataset.k", d.k, 1)
+        _range("dataset.n_outputs", d.n_outputs, 1)
+        _range("dataset.noise", d.noise, 0.0)
+        if d.task in ("binary",) and d.n_outputs != 1:
+            raise ConfigError(f"dataset.n_outputs={d.n_outputs} for a binary task; allowed: 1")
+        if d.task == "multiclass" and d.n_outputs < 2:
+            raise ConfigError(f"dataset.n_outputs={d.n_outputs} for a multiclass task; "
+                              "allowed: >= 2 classes")
+    if isinstance(d, FileDatasetConfig) and not d.target:
+        raise ConfigError("dataset.target=[] names no target column; allowed: one or more "
+                          "column names of the file (several for multilabel)")
+    _check_core_compatibility(m.name, r.name, s.name, config.backend.name)
+
+
+def _check_core_compatibility(model: str, reg: str, solver: str, backend: str) -> None:
+    """Ask the training core which solver fits; its ValueError becomes a ConfigError."""
+    try:
+        from pipeline import validation
+    except ImportError:  # training core not there yet: nothing more to check
+        return
+    check = getattr(validation, "check_compatibility", None)
+    if check is None:
+        return
+    try:
+        check(model, reg, solver)
+    except ValueError as err:
+        raise ConfigError(f"model={model} reg={reg} solver={solver}: {err}") from err
+
+
+def _runtime(cfg: DictConfig) -> Runtime:
+    """Hydra's facts about this job (output dir, overrides, sweep parent), when Hydra runs us."""
+    rt = Runtime(config_yaml=OmegaConf.to_yaml(cfg, resolve=True))
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+    except (ImportError, ValueError):
+        return rt
+    rt.output_dir = str(Path(hc.runtime.output_dir).resolve())
+    rt.overrides = list(hc.overrides.task)
+    if str(hc.mode) in ("RunMode.MULTIRUN", "MULTIRUN"):
+        rt.job_num = int(hc.job.num)
+        marker = Path(hc.sweep.dir).resolve() / PARENT_RUN_FILE
+        if marker.exists():
+            rt.parent_run_id = marker.read_text().strip() or None
+    rt.parent_run_id = rt.parent_run_id or os.environ.get(PARENT_RUN_ENV) or None
+    return rt
+
+
+PARENT_RUN_FILE = ".mlflow_parent_run_id"
+PARENT_RUN_ENV = "PIPELINE_PARENT_RUN_ID"
+
+
+def load(cfg: DictConfig | dict[str, Any]) -> tuple[Config, Runtime]:
+    """Merge ``cfg`` into the schema, convert to dataclasses and validate.
+
+    Returns
+    -------
+    config : Config
+        Plain, validated dataclasses (what ``run.run`` takes).
+    runtime : Runtime
+        Output dir, Hydra overrides and the sweep's parent run id, if any.
+    """
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.create(cfg)
+    runtime = _runtime(cfg)
+    merged = OmegaConf.merge(_schema_for(cfg), cfg)
+    config = OmegaConf.to_object(merged)
+    assert isinstance(config, Config)
+    validate(config)
+    return config, runtime
+
+
+DATASET_SCHEMAS = {"sklearn": DatasetConfig, "synthetic": SyntheticDatasetConfig,
+                   "file": FileDatasetConfig}
+SOLVER_SCHEMAS = {"gd": GDConfig, "agd": GDConfig, "sgd": SGDConfig, "lbfgs": LBFGSConfig,
+                  "newton": NewtonConfig}
+
+
+def _schema_for(cfg: DictConfig) -> DictConfig:
+    """The typed skeleton for ``cfg``: picks the dataset/solver subclass (plain dict input)."""
+    schema = OmegaConf.structured(Config)
+    source = OmegaConf.select(cfg, "dataset.source", default="sklearn")
+    solver = OmegaConf.select(cfg, "solver.name", default=None)
+    schema.dataset = OmegaConf.structured(DATASET_SCHEMAS.get(source, DatasetConfig))
+    schema.solver = OmegaConf.structured(SOLVER_SCHEMAS.get(solver, SolverConfig))
+    for group, node in [("model", ModelConfig), ("reg", RegConfig), ("backend", BackendConfig),
+                        ("tracking", TrackingConfig)]:
+        schema[group] = OmegaConf.structured(node)
+    return schema
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys for a (nested) dataclass: ``{"reg.lam": 0.1, ...}`` (MLflow params)."""
+    items = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    out: dict[str, Any] = {}
+    for key, value in items.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def solver_options(solver: SolverConfig) -> dict[str, Any]:
+    """The solver's own options (everything beyond name, tol, max_iter), None ones dropped."""
+    common = {f.name for f in dataclasses.fields(SolverConfig)}
+    return {f.name: getattr(solver, f.name) for f in dataclasses.fields(solver)
+            if f.name not in common and getattr(solver, f.name) is not None}
+
+
+
+def to_yaml(config: Config) -> str:
+    """The resolved configuration as YAML (logged as ``config.yaml``)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+register()

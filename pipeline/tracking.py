@@ -1,0 +1,295 @@
+"""MLflow tracking: THE ONLY module that imports mlflow, and only inside functions.
+
+Why lazily: ``import mlflow`` costs about 1.8 s, more than a small fit. Why here only: one
+place decides the store (``resolve_uri``), the run's life cycle (every run ends FINISHED,
+FAILED with its error, or KILLED on Ctrl-C) and how values are batched (per-step metrics go
+through ``log_batch``, about 28 ms per call on SQLite, so never one call per value).
+
+Multirun: ``ParentRunCallback`` (a Hydra callback named in ``conf/config.yaml``) creates and
+migrates the store and the sweep's parent run once, before any job starts; each job then starts
+a child run with ``parent_run_id``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.experimental.callback import Callback
+
+from pipeline.config import PARENT_RUN_ENV, PARENT_RUN_FILE
+
+PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
+BATCH = 1000  # MLflow's limit of metrics per log_batch call
+_preload: threading.Thread | None = None
+
+
+def preload() -> None:
+    """Start importing mlflow in a background thread while data loads and the model fits."""
+    global _preload
+
+    def _imp() -> None:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        import mlflow  # noqa: F401
+        import mlflow.pyfunc  # noqa: F401
+
+    if _preload is None:
+        _preload = threading.Thread(target=_imp, daemon=True)
+        _preload.start()
+
+
+def _mlflow():
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if _preload is not None:
+        _preload.join()
+    import mlflow
+
+    return mlflow
+
+
+# ----------------------------------------------------------------------------- store
+def project_root() -> Path:
+    """``$DVC_ROOT`` when DVC runs us (queued experiments run in a temp copy), else the repo."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "pyproject.toml").exists() else Path.cwd().resolve()
+
+
+def resolve_uri(uri: str | None) -> str:
+    """Tracking URI: the config's, else $MLFLOW_TRACKING_URI, else sqlite:///<root>/mlflow.db."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return f"sqlite:///{project_root() / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        rel = uri[len("sqlite:///"):]  # relative path: make it absolute against the root
+        return f"sqlite:///{(project_root() / rel).resolve()}"
+    return uri
+
+
+def artifact_location(uri: str) -> str | None:
+    """Artifacts next to a SQLite store (``<dir>/mlruns``); servers decide their own."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "mlruns").resolve().as_uri()
+    return None
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """Experiment id for ``name``, creating it (and migrating a fresh store) if needed."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location(uri))
+    except Exception:  # another process created it in between
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def ui_command(uri: str) -> str:
+    """What the user types to browse the runs."""
+    default = f"sqlite:///{project_root() / 'mlflow.db'}"
+    if uri == default:
+        return f"cd {project_root()} && mlflow ui"
+    if uri.startswith("http"):
+        return f"open {uri}"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+def git_facts(root: Path) -> dict[str, str]:
+    """Commit and dirty flag of the repo (empty when not a git checkout)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"git.commit": commit, "mlflow.source.git.commit": commit,
+            "git.dirty": str(bool(dirty.strip())).lower()}
+
+
+# ----------------------------------------------------------------------------- one run
+class Tracker:
+    """One MLflow run, used as a context manager that always ends it with its true status.
+
+    Parameters
+    ----------
+    uri, experiment : where the run goes.
+    run_name : shown in the UI.
+    tags : set when the run starts.
+    parent_run_id : the sweep's parent run (multirun child), or None.
+    """
+
+    def __init__(self, uri: str, experiment: str, run_name: str, tags: dict[str, str],
+                 parent_run_id: str | None = None):
+        self.uri, self.experiment, self.run_name = uri, experiment, run_name
+        self.tags, self.parent_run_id = tags, parent_run_id
+        self.run_id = ""
+        self._pending: list[Any] = []
+        self._last_flush = 0.0
+
+    def __enter__(self) -> Tracker:
+        mlflow = _mlflow()
+        mlflow.set_tracking_uri(self.uri)
+        exp_id = ensure_experiment(self.uri, self.experiment)
+        run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name, tags=self.tags,
+                               parent_run_id=self.parent_run_id)
+        self.run_id = run.info.run_id
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        mlflow = _mlflow()
+        if exc_type is None:
+            self.flush()
+            mlflow.end_run("FINISHED")
+            return False
+        try:
+            self.flush()
+            text = "".join(traceback.format_exception(exc_type, exc, tb))
+            mlflow.set_tag("error", f"{exc_type.__name__}: {exc}"[:5000])
+            mlflow.log_text(text, "error.txt")
+        except Exception:  # never hide the original error behind a logging one
+            pass
+        status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+        mlflow.end_run(status)
+        return False
+
+    # -- values
+    def log_params(self, params: dict[str, Any]) -> None:
+        mlflow = _mlflow()
+        mlflow.log_params({k: ("None" if v is None else str(v))[:6000] for k, v in params.items()})
+
+    def add_step(self, step: int, values: dict[str, float]) -> None:
+        """Buffer per-step metrics; they are sent in batches (every ~2 s and at the end)."""
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        self._pending.extend(Metric(k, float(v), ts, step) for k, v in values.items()
+                             if np.isfinite(v))
+        if time.monotonic() - self._last_flush > 2.0:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        client = _mlflow().tracking.MlflowClient(self.uri)
+        for i in range(0, len(self._pending), BATCH):
+            client.log_batch(self.run_id, metrics=self._pending[i:i + BATCH])
+        self._pending.clear()
+        self._last_flush = time.monotonic()
+
+    def log_metrics(self, values: dict[str, float]) -> None:
+        _mlflow().log_metrics({k: float(v) for k, v in values.items()})
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        _mlflow().set_tags(tags)
+
+    def log_text(self, text: str, name: str) -> None:
+        _mlflow().log_text(text, name)
+
+    def log_artifacts(self, paths: list[Path], folder: str | None = None) -> None:
+        mlflow = _mlflow()
+        for path in paths:
+            mlflow.log_artifact(str(path), folder)
+
+    def log_model(self, npz: Path, X_example, y_example) -> str:
+        """The numpy-only pyfunc (models from code) with signature and input example."""
+        import pandas as pd
+
+        mlflow = _mlflow()
+        from mlflow.models import infer_signature
+
+        reqs = [f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}",
+                f"pandas=={pd.__version__}"]
+        import mlflow.pyfunc
+
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(PYFUNC_FILE), artifacts={"model_npz": str(npz)},
+            signature=infer_signature(X_example, y_example), input_example=X_example,
+            pip_requirements=reqs)
+        return info.model_uri
+
+
+def save_model_npz(path: Path, task: str, W: np.ndarray, b: np.ndarray, scaler: Any,
+                   classes: np.ndarray | None, feature_names: list[str],
+                   target_names: list[str]) -> Path:
+    """Weights, scaler and labels in one ``.npz`` (no pickle): what the pyfunc loads."""
+    if classes is not None and classes.dtype.kind == "O":
+        classes = classes.astype(str)
+    np.savez(path, task=np.array(task), W=W, b=b, keep=scaler.keep, mean=scaler.mean,
+             scale=scaler.scale, y_mean=scaler.y_mean, y_scale=scaler.y_scale,
+             classes=classes if classes is not None else np.zeros(0),
+             feature_names=np.array(feature_names, dtype=str),
+             target_names=np.array(target_names, dtype=str))
+    return path
+
+
+# ----------------------------------------------------------------------------- multirun
+class ParentRunCallback(Callback):
+    """Hydra callback: one parent run per sweep; the store is created here, once.
+
+    Parallel jobs racing to migrate a fresh SQLite store crash, so this runs in the launching
+    process before any job: it creates the store, the experiment and the parent run, and hands
+    the parent's id to the jobs through ``<sweep dir>/.mlflow_parent_run_id`` and the
+    environment. The parent ends FINISHED after the sweep, FAILED if a job failed (the sweep
+    raised), KILLED on Ctrl-C.
+    """
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self.uri = ""
+        self.status = "FAILED"
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.uri = resolve_uri(config.tracking.uri)
+        exp_id = ensure_experiment(self.uri, config.tracking.experiment)
+        overrides = " ".join(config.hydra.overrides.task)
+        sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+        tags = {"sweep": "parent", "hydra.overrides": overrides, "sweep.dir": str(sweep_dir),
+                **git_facts(project_root())}
+        run = MlflowClient(self.uri).create_run(
+            exp_id, run_name=f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}", tags=tags)
+        self.run_id = run.info.run_id
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / PARENT_RUN_FILE).write_text(self.run_id)
+        os.environ[PARENT_RUN_ENV] = self.run_id
+        atexit.register(self._end)
+        previous = signal.getsignal(signal.SIGINT)
+
+        def _on_sigint(signum, frame):
+            self.status = "KILLED"
+            if callable(previous):
+                previous(signum, frame)
+            raise KeyboardInterrupt
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, _on_sigint)
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        self.status = "FINISHED"
+        self._end()
+
+    def _end(self) -> None:
+        if self.run_id is None:
+            return
+        from mlflow.tracking import MlflowClient
+
+        run_id, self.run_id = self.run_id, None
+        os.environ.pop(PARENT_RUN_ENV, None)
+        MlflowClient(self.uri).set_terminated(run_id, self.status)
