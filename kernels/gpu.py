@@ -1,0 +1,500 @@
+"""numba.cuda twins of the CPU kernels: fused loss-and-gradient, Hessian-vector, logits, prox.
+
+Same signatures and the same numerically stable forms as ``kernels.losses`` and
+``kernels.prox``; this is the only module that imports ``numba.cuda``. Import it lazily, when
+``backend=cuda`` is selected: without a usable GPU (and without the simulator) the import raises
+an ``ImportError`` that names the fix.
+
+Data convention
+---------------
+- ``X`` (n, k) float32 or float64 and ``T`` (n, m) float64 should be *resident on the device*
+  (``gpu_put``); host arrays are accepted and copied on every call (correct, but slow).
+- ``W`` (k, m) and ``b`` (m,) are small host arrays, copied per call as ``W^T`` (m, k) float64.
+- ``G_out`` (k, m) and ``gb_out`` (m,) are host arrays, filled in place; the loss is returned.
+- The prox steps work in place on device arrays (host arrays are copied there and back).
+
+Design of one evaluation (``_tile_kernel``)
+-------------------------------------------
+Blocks of ``THREADS`` threads walk over tiles of ``TILE_ROWS`` rows (grid-stride). Per tile:
+
+1. Each warp takes its rows; lanes stride over the features, so a row is one coalesced load.
+   The per-lane partial logits are summed with a warp-shuffle butterfly (``shfl_xor``), lane 0
+   turns ``z`` into the row's loss and ``g = dloss/dz`` and writes ``g`` to shared memory.
+2. Each thread owns features ``j = tid, tid + THREADS, ...`` (and the bias as feature ``k``)
+   and accumulates ``sum_r X[r, j] g[r, :]`` in registers. This re-read of the tile hits L1/L2,
+   so DRAM sees ``X`` once per evaluation.
+
+At the end every block writes its partial sums to its own row of a ``partials`` array and a
+second kernel adds the rows in block order. The grid size depends only on ``n``, so results are
+bit-identical from run to run. All arithmetic is float64 (float32 ``X`` is widened on load): a
+fused pass is memory-bound on data-centre GPUs, and float64 accumulation keeps the float32
+error at the input rounding only. (On consumer GPUs with slow float64 this is compute-bound.)
+
+Under the numba CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, used by CI) warp shuffles are not
+available, so ``_warp_allreduce`` is replaced by a shared-memory version that adds the same
+values in the same tree order; every other line runs as on the device.
+"""
+
+import math
+
+import numpy as np
+
+from .losses import LINEAR, SIGMOID, SOFTMAX
+
+# numba 0.68.0 with numpy 2.5 failed compiling CUDA kernels: np.row_stack was removed.
+if not hasattr(np, "row_stack"):
+    np.row_stack = np.vstack
+
+_FIX = ("install the CUDA extra (pip install -e '.[cuda]') on a machine with an NVIDIA GPU and "
+        "driver, or use backend=cpu")
+
+try:
+    from numba import config as _numba_config
+    from numba import cuda
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError(f"kernels.gpu needs numba.cuda, which failed to import ({exc}); {_FIX}") \
+        from exc
+
+SIMULATOR = bool(_numba_config.ENABLE_CUDASIM)
+
+
+def cuda_available():
+    """Return ``(ok, reason)``: whether these kernels can run here, and a one-line why."""
+    if SIMULATOR:
+        return True, "numba CUDA simulator (NUMBA_ENABLE_CUDASIM=1): correct but slow"
+    try:
+        if cuda.is_available():
+            name = cuda.get_current_device().name
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            return True, f"CUDA device {name}"
+        err = cuda.cuda_error()
+        return False, f"no usable CUDA GPU or driver ({err or 'no device found'})"
+    except Exception as exc:  # noqa: BLE001 - driver errors come in many types
+        return False, f"CUDA driver failed to initialise ({exc})"
+
+
+_OK, _REASON = cuda_available()
+if not _OK:
+    raise ImportError(f"kernels.gpu cannot run: {_REASON}; {_FIX}")
+
+# Launch geometry. The simulator runs every thread as a Python thread: keep it small there but
+# still with several warps, tiles and blocks so that the indexing is exercised.
+THREADS = 64 if SIMULATOR else 128          # threads per block, a multiple of 32
+TILE_ROWS = 16 if SIMULATOR else 32         # rows per tile, a multiple of THREADS // 32
+DECISION_ROWS = 8 if SIMULATOR else 4       # rows per warp per step of the logits kernel
+MAX_BLOCKS = 3 if SIMULATOR else 2048       # grid size cap; fixed, so results are repeatable
+NWARPS = THREADS // 32
+_FULL = 0xFFFFFFFF
+
+
+# --------------------------------------------------------------------------- warp reduction
+if SIMULATOR:
+    _SIM_MAXP = 256
+
+    @cuda.jit(device=True)
+    def _warp_allreduce(p, count):
+        """Simulator twin of the shuffle butterfly: same additions in the same order.
+
+        Lane 0 of each warp adds the 32 values pairwise (lanes l and l + half, half = 16, ..., 1),
+        which is the tree the butterfly builds; all lanes then read lane 0's totals.
+        """
+        buf = cuda.shared.array((THREADS, _SIM_MAXP), np.float64)
+        tid = cuda.threadIdx.x
+        base = tid - tid % 32
+        for c in range(count):
+            buf[tid, c] = p[c]
+        cuda.syncthreads()
+        s = np.array(buf[base:base + 32, :count])
+        half = 16
+        while half > 0:
+            s[:half] = s[:half] + s[half:2 * half]
+            half //= 2
+        cuda.syncthreads()
+        for c in range(count):
+            p[c] = s[0, c]
+else:
+    @cuda.jit(device=True)
+    def _warp_allreduce(p, count):
+        """Sum ``p[:count]`` over the 32 lanes; every lane gets the (bit-identical) total."""
+        for c in range(count):
+            v = p[c]
+            v += cuda.shfl_xor_sync(_FULL, v, 16)
+            v += cuda.shfl_xor_sync(_FULL, v, 8)
+            v += cuda.shfl_xor_sync(_FULL, v, 4)
+            v += cuda.shfl_xor_sync(_FULL, v, 2)
+            v += cuda.shfl_xor_sync(_FULL, v, 1)
+            p[c] = v
+
+
+# --------------------------------------------------------------------------- row math
+@cuda.jit(device=True)
+def _softplus(t):
+    if t > 0.0:
+        return t + math.log1p(math.exp(-t))
+    return math.log1p(math.exp(t))
+
+
+@cuda.jit(device=True)
+def _sigmoid(t):
+    if t >= 0.0:
+        return 1.0 / (1.0 + math.exp(-t))
+    e = math.exp(t)
+    return e / (1.0 + e)
+
+
+@cuda.jit(device=True)
+def _row_loss_grad(kind, p, o, m, T, i, g, r):
+    """Loss of row ``i`` from logits ``p[o:o+m]``; writes dloss/dz to ``g[r, :]``."""
+    loss = 0.0
+    if kind == LINEAR:
+        for c in range(m):
+            d = p[o + c] - T[i, c]
+            loss += d * d
+            g[r, c] = 2.0 * d
+    elif kind == SIGMOID:
+        for c in range(m):
+            z = p[o + c]
+            loss += _softplus(z) - T[i, c] * z
+            g[r, c] = _sigmoid(z) - T[i, c]
+    else:
+        cls = int(T[i, 0])
+        zmax = p[o]
+        for c in range(1, m):
+            zmax = max(zmax, p[o + c])
+        s = 0.0
+        for c in range(m):
+            s += math.exp(p[o + c] - zmax)
+        loss = zmax + math.log(s) - p[o + cls]
+        for c in range(m):
+            g[r, c] = math.exp(p[o + c] - zmax) / s
+        g[r, cls] -= 1.0
+    return loss
+
+
+@cuda.jit(device=True)
+def _row_hess(kind, p, o, m, g, r):
+    """Row Hessian (z-space) at ``z = p[o:o+m]`` applied to ``u = p[o+m:o+2m]``, into ``g[r]``."""
+    u = o + m
+    if kind == LINEAR:
+        for c in range(m):
+            g[r, c] = 2.0 * p[u + c]
+    elif kind == SIGMOID:
+        for c in range(m):
+            s = _sigmoid(p[o + c])
+            g[r, c] = p[u + c] * (s * (1.0 - s))
+    else:
+        zmax = p[o]
+        for c in range(1, m):
+            zmax = max(zmax, p[o + c])
+        s = 0.0
+        for c in range(m):
+            p[o + c] = math.exp(p[o + c] - zmax)
+            s += p[o + c]
+        pu = 0.0
+        for c in range(m):
+            p[o + c] /= s
+            pu += p[o + c] * p[u + c]
+        for c in range(m):
+            g[r, c] = p[o + c] * (p[u + c] - pu)
+
+
+# --------------------------------------------------------------------------- kernels
+_KERNELS = {}
+
+
+def _rows_per_batch(rows, np_):
+    """Rows a warp reduces together: all of them in the simulator (fewer barriers), else as many
+    as keep ``rows * np_`` partial sums in registers (<= 16); more rows = more loads in flight."""
+    rb = rows
+    while not SIMULATOR and rb > 1 and rb * np_ > 16:
+        rb //= 2
+    return rb
+
+
+def _tile_kernel(kind, m, kpt, hess):
+    """Kernel for (kind, m outputs, kpt features per thread, loss-grad or hessp), compiled once.
+
+    ``m`` and ``kpt`` are compile-time constants so the per-thread arrays live in registers.
+    """
+    key = ("tile", kind, m, kpt, hess)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    R, RPW, NP = TILE_ROWS, TILE_ROWS // NWARPS, (2 * m if hess else m)
+    RB = _rows_per_batch(RPW, NP)
+
+    @cuda.jit
+    def kernel(X, T, Wt, b, Vt, vb, partials):
+        n, k = X.shape
+        tid = cuda.threadIdx.x
+        lane = tid % 32
+        warp = tid // 32
+        g = cuda.shared.array((R, m), np.float64)
+        warp_loss = cuda.shared.array(NWARPS, np.float64)
+        acc = cuda.local.array((kpt, m), np.float64)
+        p = cuda.local.array(RB * NP, np.float64)
+        for q in range(kpt):
+            for c in range(m):
+                acc[q, c] = 0.0
+        loss = 0.0
+        for tile in range(cuda.blockIdx.x, (n + R - 1) // R, cuda.gridDim.x):
+            row0 = tile * R + warp * RPW
+            # phase 1: a warp per row, lanes over features, shuffle-reduced logits (RB rows at
+            # a time); every thread of the block calls the reduction the same number of times
+            for r0 in range(0, RPW, RB):
+                for q in range(RB * NP):
+                    p[q] = 0.0
+                for rr in range(RB):
+                    i = row0 + r0 + rr
+                    if i < n:
+                        o = rr * NP
+                        for j in range(lane, k, 32):
+                            x = float(X[i, j])
+                            for c in range(m):
+                                p[o + c] += x * Wt[c, j]
+                            if hess:
+                                for c in range(m):
+                                    p[o + m + c] += x * Vt[c, j]
+                _warp_allreduce(p, RB * NP)
+                if lane == 0:
+                    for rr in range(RB):
+                        i = row0 + r0 + rr
+                        r = warp * RPW + r0 + rr
+                        o = rr * NP
+                        if i >= n:
+                            for c in range(m):
+                                g[r, c] = 0.0
+                            continue
+                        for c in range(m):
+                            p[o + c] += b[c]
+                        if hess:
+                            for c in range(m):
+                                p[o + m + c] += vb[c]
+                            _row_hess(kind, p, o, m, g, r)
+                        else:
+                            loss += _row_loss_grad(kind, p, o, m, T, i, g, r)
+            cuda.syncthreads()
+            # phase 2: a thread per feature (feature k is the bias), tile re-read from cache
+            row0 = tile * R
+            for q in range(kpt):
+                j = tid + q * THREADS
+                if j <= k:
+                    for r in range(R):
+                        i = row0 + r
+                        if i < n:
+                            x = 1.0 if j == k else float(X[i, j])
+                            for c in range(m):
+                                acc[q, c] += x * g[r, c]
+            cuda.syncthreads()
+        blk = cuda.blockIdx.x
+        for q in range(kpt):
+            j = tid + q * THREADS
+            if j <= k:
+                for c in range(m):
+                    partials[blk, c * (k + 1) + j] = acc[q, c]
+        if lane == 0:
+            warp_loss[warp] = loss
+        cuda.syncthreads()
+        if tid == 0:
+            s = 0.0
+            for w in range(NWARPS):
+                s += warp_loss[w]
+            partials[blk, m * (k + 1)] = s
+
+    _KERNELS[key] = kernel
+    return kernel
+
+
+@cuda.jit
+def _combine(partials, out):
+    """out[p] = sum over blocks of partials[:, p], in block order (deterministic)."""
+    q = cuda.grid(1)
+    if q < out.shape[0]:
+        s = 0.0
+        for blk in range(partials.shape[0]):
+            s += partials[blk, q]
+        out[q] = s
+
+
+def _decision_kernel(m):
+    key = ("decision", m)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    RB = _rows_per_batch(DECISION_ROWS, m)
+
+    @cuda.jit
+    def kernel(X, Wt, b, Z):
+        n, k = X.shape
+        lane = cuda.threadIdx.x % 32
+        warp = cuda.threadIdx.x // 32
+        p = cuda.local.array(RB * m, np.float64)
+        # the loop bound is the block's first row: uniform over the block, as the reduction needs
+        step = NWARPS * RB
+        for base in range(cuda.blockIdx.x * step, n, cuda.gridDim.x * step):
+            row0 = base + warp * RB
+            for q in range(RB * m):
+                p[q] = 0.0
+            for rr in range(RB):
+                i = row0 + rr
+                if i < n:
+                    for j in range(lane, k, 32):
+                        x = float(X[i, j])
+                        for c in range(m):
+                            p[rr * m + c] += x * Wt[c, j]
+            _warp_allreduce(p, RB * m)
+            if lane == 0:
+                for rr in range(RB):
+                    i = row0 + rr
+                    if i < n:
+                        for c in range(m):
+                            Z[i, c] = p[rr * m + c] + b[c]
+
+    _KERNELS[key] = kernel
+    return kernel
+
+
+# --------------------------------------------------------------------------- host side
+def _is_device(a):
+    return hasattr(a, "copy_to_host")
+
+
+def gpu_put(a):
+    """Copy a host array to the device once (C-contiguous); device arrays pass through."""
+    return a if _is_device(a) else cuda.to_device(np.ascontiguousarray(a))
+
+
+def _data(X, T=None):
+    if X.ndim != 2 or np.dtype(X.dtype) not in (np.float32, np.float64):
+        raise ValueError("X must be a 2-D float32 or float64 array")
+    if not _is_device(X) and not X.flags.c_contiguous:
+        raise ValueError("X must be C-contiguous")
+    Xd = gpu_put(X)
+    if T is None:
+        return Xd, None
+    if not _is_device(T):
+        T = np.ascontiguousarray(np.asarray(T, dtype=np.float64).reshape(X.shape[0], -1))
+    if T.ndim != 2 or T.shape[0] != X.shape[0] or np.dtype(T.dtype) != np.float64:
+        raise ValueError("T must be (n, m) float64 with the rows of X")
+    return Xd, gpu_put(T)
+
+
+def _params(X, W, b):
+    W = np.asarray(W)
+    b = np.asarray(b)
+    if W.ndim != 2 or W.shape[0] != X.shape[1] or b.shape != (W.shape[1],):
+        raise ValueError(f"W must be (k, m) = ({X.shape[1]}, m) and b (m,); got {W.shape}, "
+                         f"{b.shape}")
+    Wt = np.ascontiguousarray(W.T, dtype=np.float64)
+    return cuda.to_device(Wt), cuda.to_device(np.ascontiguousarray(b, dtype=np.float64))
+
+
+def _grid(n):
+    return max(1, min(MAX_BLOCKS, (n + TILE_ROWS - 1) // TILE_ROWS))
+
+
+def _fused_pass(kind, Xd, Td, Wd, bd, Vd, vbd, m, hess):
+    """Run the tile kernel and the combine; return the (m*(k+1) + 1,) host sums (not yet / n)."""
+    n, k = Xd.shape
+    nb = _grid(n)
+    kpt = (k + 1 + THREADS - 1) // THREADS
+    size = m * (k + 1) + 1
+    partials = cuda.device_array((nb, size), dtype=np.float64)
+    out = cuda.device_array(size, dtype=np.float64)
+    _tile_kernel(kind, m, kpt, hess)[nb, THREADS](Xd, Td, Wd, bd, Vd, vbd, partials)
+    _combine[(size + 127) // 128, 128](partials, out)
+    return out.copy_to_host()
+
+
+def _unpack(sums, n, k, m, G_out, gb_out):
+    scaled = sums[: m * (k + 1)].reshape(m, k + 1) / n
+    G_out[...] = scaled[:, :k].T
+    gb_out[...] = scaled[:, k]
+
+
+def gpu_loss_grad(kind, X, T, W, b, G_out, gb_out):
+    """Mean loss over rows; writes dL/dW into host ``G_out`` (k, m) and dL/db into ``gb_out``.
+
+    ``kind`` is ``LINEAR``, ``SIGMOID`` or ``SOFTMAX`` (``kernels.losses``); ``X`` (n, k) and
+    ``T`` (n, m) float64 (class index in column 0 for softmax) preferably device-resident.
+    """
+    Xd, Td = _data(X, T)
+    Wd, bd = _params(X, W, b)
+    n, k = X.shape
+    m = Wd.shape[0]
+    if kind not in (LINEAR, SIGMOID, SOFTMAX):
+        raise ValueError(f"unknown kind {kind!r}")
+    sums = _fused_pass(kind, Xd, Td, Wd, bd, Wd, bd, m, False)
+    _unpack(sums, n, k, m, G_out, gb_out)
+    return float(sums[-1] / n)
+
+
+def gpu_hessp(kind, X, W, b, V, vb, H_out, hb_out):
+    """Hessian of the mean loss at (W, b) applied to (V, vb), into host ``H_out``, ``hb_out``."""
+    Xd, _ = _data(X)
+    Wd, bd = _params(X, W, b)
+    Vd, vbd = _params(X, V, vb)
+    n, k = X.shape
+    m = Wd.shape[0]
+    if kind not in (LINEAR, SIGMOID, SOFTMAX):
+        raise ValueError(f"unknown kind {kind!r}")
+    # T is unused by the Hessian; any float64 2-D device array satisfies the signature
+    sums = _fused_pass(kind, Xd, Wd, Wd, bd, Vd, vbd, m, True)
+    _unpack(sums, n, k, m, H_out, hb_out)
+
+
+def gpu_decision_function(X, W, b, Z_out=None):
+    """Logits ``Z = X W + b`` (n, m) float64: a host array, or ``Z_out`` (host or device)."""
+    Xd, _ = _data(X)
+    Wd, bd = _params(X, W, b)
+    n = X.shape[0]
+    m = Wd.shape[0]
+    Zd = Z_out if Z_out is not None and _is_device(Z_out) else \
+        cuda.device_array((n, m), dtype=np.float64)
+    nb = max(1, min(MAX_BLOCKS, (n + NWARPS * DECISION_ROWS - 1) // (NWARPS * DECISION_ROWS)))
+    _decision_kernel(m)[nb, THREADS](Xd, Wd, bd, Zd)
+    if Z_out is None:
+        return Zd.copy_to_host()
+    if not _is_device(Z_out):
+        Z_out[...] = Zd.copy_to_host()
+    return Z_out
+
+
+# --------------------------------------------------------------------------- prox steps
+@cuda.jit
+def _prox_kernel(w, soft, thresh, scale):
+    """Soft-threshold at ``thresh`` (if ``soft``), then multiply by ``scale``; grid-stride."""
+    start = cuda.grid(1)
+    for i in range(start, w.shape[0], cuda.gridsize(1)):
+        v = w[i]
+        if soft:
+            if v > thresh:
+                v = v - thresh
+            elif v < -thresh:
+                v = v + thresh
+            else:
+                v = 0.0
+        w[i] = v * scale
+
+
+def _prox(W_out, soft, thresh, scale):
+    dev = W_out if _is_device(W_out) else cuda.to_device(np.ascontiguousarray(W_out))
+    flat = dev.reshape(dev.size)
+    threads = 256
+    blocks = max(1, min(1024, (dev.size + threads - 1) // threads))
+    _prox_kernel[blocks, threads](flat, soft, float(thresh), float(scale))
+    if not _is_device(W_out):
+        W_out[...] = dev.copy_to_host()
+
+
+def gpu_prox_l1(W_out, thresh):
+    """Soft-threshold every entry of ``W_out`` at ``thresh`` >= 0, in place."""
+    _prox(W_out, True, thresh, 1.0)
+
+
+def gpu_prox_l2(W_out, shrink):
+    """Divide every entry of ``W_out`` by ``1 + shrink``, in place."""
+    _prox(W_out, False, 0.0, 1.0 / (1.0 + shrink))
+
+
+def gpu_prox_elasticnet(W_out, thresh, shrink):
+    """Soft-threshold at ``thresh``, then divide by ``1 + shrink``, in place (one pass)."""
+    _prox(W_out, True, thresh, 1.0 / (1.0 + shrink))
