@@ -68,7 +68,8 @@ def cuda_available():
             name = name.decode() if isinstance(name, bytes) else str(name)
             return True, f"CUDA device {name}"
         err = cuda.cuda_error()
-        return False, f"no usable CUDA GPU or driver ({err or 'no device found'})"
+        err = " ".join(str(err or "no device found").split())
+        return False, f"no usable CUDA GPU or driver ({err})"
     except Exception as exc:  # noqa: BLE001 - driver errors come in many types
         return False, f"CUDA driver failed to initialise ({exc})"
 
