@@ -20,3 +20,7 @@ __all__ = [
     "logistic_loss_grad", "loss_grad", "multilabel_loss_grad", "softmax_loss_grad",
     "prox_elasticnet", "prox_l1", "prox_l2",
 ]
+
+from .gram import cd_gram, gram  # noqa: E402
+
+__all__ += ["cd_gram", "gram"]

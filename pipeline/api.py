@@ -1,0 +1,93 @@
+"""The Python API: ``fit``, ``predict``, ``predict_proba`` over plain arrays, no Hydra needed."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, softmax
+
+import kernels
+
+from .objectives import Objective
+from .penalties import Penalty
+from .solvers import SOLVERS, Callback, FitResult, Problem, choose_auto
+from .validation import check_compatibility, check_hyperparameters, check_targets, check_X
+
+
+def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: float = 0.5,
+        solver: str = "auto", tol: float = 1e-7, max_iter: int = 1000, seed: int = 0,
+        dtype: str = "float64", callback: Callback | None = None,
+        **solver_options) -> FitResult:
+    """Minimise F = L + R (``shared/spec/objectives.md``) for one of the lecture's models.
+
+    Parameters
+    ----------
+    X : array (n_samples, n_features)
+    y : targets: reals (n,) or (n, m) for ``linear``; two labels for ``logistic``; any labels
+        for ``softmax`` / ``ovr``; an (n, m) 0/1 matrix for ``multilabel``.
+    model : linear, logistic, softmax, ovr, multilabel.
+    reg, lam, l1_ratio : the penalty R = lam / k * (...), bias unpenalised.
+    solver : gd, agd, sgd, lbfgs, newton, cd, closed_form or auto.
+    tol : stop when the max-norm of the (proximal) gradient falls below it.
+    max_iter : iterations (epochs for sgd, sweeps for cd).
+    seed : seeds every random choice (sgd shuffles, the Lipschitz estimate's sample).
+    dtype : float64 or float32 storage of X (W, b and all sums stay float64).
+    callback : ``callback(step, F, L)`` after every step (progress bars, metric logging).
+    solver_options : passed to the solver (e.g. ``batch_size``, ``lr`` for sgd).
+
+    Returns
+    -------
+    FitResult with W (k, m), b (m,), F, L, R, passes, time, convergence and history.
+    """
+    check_compatibility(model, reg, solver)
+    check_hyperparameters(lam, l1_ratio, tol, max_iter)
+    X = check_X(X, dtype)
+    T, classes = check_targets(model, y, X.shape[0])
+    objective = Objective(model, X, T, n_classes=0 if classes is None else len(classes))
+    penalty = Penalty(reg, float(lam), float(l1_ratio), X.shape[1])
+    if solver == "auto":
+        solver = choose_auto(model, reg, *X.shape)
+    problem = Problem(objective, penalty, tol, max_iter, callback)
+    W, b = objective.zeros()
+    if solver == "sgd":
+        solver_options.setdefault("seed", seed)
+    result = SOLVERS[solver](problem, W, b, **solver_options)
+    result.classes = classes
+    result.dtype = dtype
+    return result
+
+
+def decision_function(result: FitResult, X) -> np.ndarray:
+    """Logits ``X W + b`` (n, m)."""
+    X = check_X(X, result.dtype)
+    if X.shape[1] != result.W.shape[0]:
+        raise ValueError(f"X has {X.shape[1]} features but the model was fit on "
+                         f"{result.W.shape[0]}")
+    return kernels.decision_function(X, result.W, result.b)
+
+
+def predict_proba(result: FitResult, X) -> np.ndarray:
+    """Class probabilities: logistic (n, 2); softmax and ovr (n, m); multilabel (n, m)."""
+    Z = decision_function(result, X)
+    if result.model == "logistic":
+        p = expit(Z[:, 0])
+        return np.column_stack([1.0 - p, p])
+    if result.model == "softmax":
+        return softmax(Z, axis=1)
+    if result.model == "ovr":
+        P = expit(Z)
+        return P / P.sum(axis=1, keepdims=True)
+    if result.model == "multilabel":
+        return expit(Z)
+    raise ValueError("predict_proba needs a classifier; model=linear predicts values")
+
+
+def predict(result: FitResult, X) -> np.ndarray:
+    """Values (linear), labels (logistic, softmax, ovr) or a 0/1 matrix (multilabel)."""
+    Z = decision_function(result, X)
+    if result.model == "linear":
+        return Z[:, 0] if Z.shape[1] == 1 else Z
+    if result.model == "multilabel":
+        return (Z > 0).astype(np.int64)
+    assert result.classes is not None
+    idx = (Z[:, 0] > 0).astype(np.intp) if result.model == "logistic" else Z.argmax(axis=1)
+    return result.classes[idx]

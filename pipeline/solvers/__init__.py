@@ -1,0 +1,33 @@
+"""Solver registry: the config name is the one identifier (config, registry, MLflow, tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..validation import allowed_solvers
+from ._problem import Callback, FitResult, Problem, SeparableDataWarning
+from .first_order import agd, gd, sgd
+from .linear_direct import cd, closed_form
+from .second_order import lbfgs, newton
+
+SOLVERS: dict[str, Callable[..., FitResult]] = {
+    "gd": gd, "agd": agd, "sgd": sgd, "lbfgs": lbfgs, "newton": newton, "cd": cd,
+    "closed_form": closed_form,
+}
+
+
+def choose_auto(model: str, reg: str, n_samples: int, n_features: int) -> str:
+    """The fastest correct solver for the problem's shape (see bench/solvers.py).
+
+    Linear: one Gram pass, then work independent of n (closed form, or CD for L1) while the
+    (k+1)^2 Gram is cheap; otherwise FISTA. Smooth classifiers: L-BFGS on the fused kernel.
+    Non-smooth classifiers: FISTA.
+    """
+    smooth = reg in ("none", "l2")
+    if model == "linear" and n_features <= 4096:
+        return "closed_form" if smooth else "cd"
+    return "lbfgs" if smooth else "agd"
+
+
+__all__ = ["SOLVERS", "Callback", "FitResult", "Problem", "SeparableDataWarning",
+           "allowed_solvers", "choose_auto"]

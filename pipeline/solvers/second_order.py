@@ -1,0 +1,113 @@
+"""Curvature methods for smooth F (reg none or l2): L-BFGS and Newton-CG.
+
+Both stop when the max-norm of the gradient of F is below ``tol``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+
+from ._problem import FitResult, Problem, pack, unpack
+
+
+class _Separable(Exception):
+    pass
+
+
+def lbfgs(P: Problem, W, b, memory: int = 10, **_) -> FitResult:
+    """scipy's L-BFGS-B driving the fused loss-and-gradient kernel (one pass per evaluation)."""
+    k, m = W.shape
+    G, gb = np.empty_like(W), np.empty_like(b)
+
+    def fun(x):
+        Wx, bx = unpack(x, k, m)
+        f = P.f_grad(np.ascontiguousarray(Wx), bx, G, gb)
+        return f, pack(G, gb)
+
+    def step(intermediate_result):
+        P.record(intermediate_result.fun)
+        Wx, bx = unpack(intermediate_result.x, k, m)
+        if P.check_separable(len(P.history), Wx, bx):
+            raise _Separable
+
+    x0 = pack(W, b)
+    state = {"x": x0}
+
+    def watched(x):
+        state["x"] = x
+        return fun(x)
+
+    try:
+        res = minimize(watched, x0, jac=True, method="L-BFGS-B", callback=step,
+                       options={"maxiter": P.max_iter, "maxcor": memory, "gtol": P.tol,
+                                "ftol": 1e-16, "maxfun": 20 * P.max_iter})
+    except _Separable:
+        Wx, bx = unpack(state["x"], k, m)
+        return P.result("lbfgs", Wx.copy(), bx.copy(), len(P.history), False, "separable")
+    Wx, bx = unpack(res.x, k, m)
+    gmax = float(np.abs(res.jac).max())
+    # L-BFGS-B stops on a failed line search once it is at machine precision: judge by |grad|.
+    # ... or on no relative progress (status 0 with ftol ~ 0): that is machine precision too.
+    converged = gmax <= P.tol or (res.status in (0, 2) and gmax <= 100 * P.tol)
+    criterion = ("gradient" if gmax <= P.tol else "machine_precision" if converged
+                 else "max_iter" if res.status == 1 else f"lbfgs: {res.message}")
+    return P.result("lbfgs", Wx.copy(), bx.copy(), int(res.nit), converged, criterion)
+
+
+def _cg(P: Problem, W, b, g: np.ndarray, tol: float, max_cg: int) -> np.ndarray:
+    """Solve H d = -g by conjugate gradients with Hessian-vector products (one pass each)."""
+    k, m = W.shape
+    d = np.zeros_like(g)
+    r = -g.copy()
+    p = r.copy()
+    rr = float(r @ r)
+    H, hb = np.empty_like(W), np.empty_like(b)
+    for _ in range(max_cg):
+        if np.sqrt(rr) <= tol:
+            break
+        V, vb = unpack(p, k, m)
+        P.hessp(W, b, np.ascontiguousarray(V), vb, H, hb)
+        Hp = pack(H, hb)
+        curv = float(p @ Hp)
+        if curv <= 1e-300:  # flat direction (unpenalised bias of softmax): stop here
+            break
+        alpha = rr / curv
+        d += alpha * p
+        r -= alpha * Hp
+        rr_new = float(r @ r)
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return d if d.any() else -g
+
+
+def newton(P: Problem, W, b, max_cg: int = 50, **_) -> FitResult:
+    """Inexact Newton (truncated CG, forcing term min(0.5, sqrt|g|)) with Armijo backtracking."""
+    k, m = W.shape
+    G, gb = np.empty_like(W), np.empty_like(b)
+    f = P.f_grad(W, b, G, gb)
+    for it in range(1, P.max_iter + 1):
+        g = pack(G, gb)
+        gnorm = float(np.linalg.norm(g))
+        if np.abs(g).max() <= P.tol:
+            return P.result("newton", W, b, it - 1, True, "gradient")
+        d = _cg(P, W, b, g, min(0.5, np.sqrt(gnorm)) * gnorm, max_cg)
+        slope = float(g @ d)
+        if slope >= 0:  # not a descent direction (numerical trouble): fall back to -g
+            d, slope = -g, -gnorm * gnorm
+        dW, db = unpack(d, k, m)
+        t = 1.0
+        while True:
+            W_new, b_new = W + t * dW, b + t * db
+            f_new = P.f_grad(W_new, b_new, G, gb)
+            if f_new <= f + 1e-4 * t * slope or t < 1e-10:
+                break
+            t *= 0.5
+        if t < 1e-10 and f_new > f:
+            return P.result("newton", W, b, it, bool(np.abs(g).max() <= 100 * P.tol),
+                            "line_search")
+        W, b, f = W_new, b_new, f_new
+        P.record(f)
+        if P.check_separable(it, W, b, every=1):
+            return P.result("newton", W, b, it, False, "separable")
+    return P.result("newton", W, b, P.max_iter, False, "max_iter")
