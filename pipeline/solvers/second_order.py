@@ -11,7 +11,7 @@ from scipy.optimize import minimize
 from ._problem import FitResult, Problem, pack, unpack
 
 
-class _Separable(Exception):
+class _SeparableError(Exception):
     pass
 
 
@@ -29,7 +29,7 @@ def lbfgs(P: Problem, W, b, memory: int = 10, **_) -> FitResult:
         P.record(intermediate_result.fun)
         Wx, bx = unpack(intermediate_result.x, k, m)
         if P.check_separable(len(P.history), Wx, bx):
-            raise _Separable
+            raise _SeparableError
 
     x0 = pack(W, b)
     state = {"x": x0}
@@ -42,7 +42,7 @@ def lbfgs(P: Problem, W, b, memory: int = 10, **_) -> FitResult:
         res = minimize(watched, x0, jac=True, method="L-BFGS-B", callback=step,
                        options={"maxiter": P.max_iter, "maxcor": memory, "gtol": P.tol,
                                 "ftol": 1e-16, "maxfun": 20 * P.max_iter})
-    except _Separable:
+    except _SeparableError:
         Wx, bx = unpack(state["x"], k, m)
         return P.result("lbfgs", Wx.copy(), bx.copy(), len(P.history), False, "separable")
     Wx, bx = unpack(res.x, k, m)
