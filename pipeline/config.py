@@ -151,7 +151,7 @@ class Config:
 class Runtime:
     """Facts about this process that are not configuration (not logged as params)."""
 
-    output_dir: str = "."
+    output_dir: str = ""  # empty: a temporary folder (files are logged to MLflow anyway)
     overrides: list[str] = field(default_factory=list)
     parent_run_id: str | None = None
     job_num: int | None = None

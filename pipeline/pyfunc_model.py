@@ -11,8 +11,6 @@ the source's units/labels.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from mlflow.models import set_model
@@ -38,17 +36,18 @@ def predict_arrays(p: dict[str, np.ndarray], X_raw: np.ndarray):
     return p["classes"][idx]
 
 
-with warnings.catch_warnings():  # no type hints on purpose: the logged signature validates
-    warnings.simplefilter("ignore", UserWarning)
+class LinearModel(PythonModel):
+    """Raw features in, predictions out (labels for classes, a 0/1 table for multilabel)."""
 
-    class LinearModel(PythonModel):
-        """Raw features in, predictions out (labels for classes, a 0/1 table for multilabel)."""
+    # No type hints on purpose: the logged signature validates the input (and MLflow would
+    # warn about the missing hints at every load otherwise).
+    _skip_type_hint_validation = True
 
-        def load_context(self, context):
-            self.p = _load(context.artifacts["model_npz"])
+    def load_context(self, context):
+        self.p = _load(context.artifacts["model_npz"])
 
-        def predict(self, context, model_input, params=None):
-            return _predict(self.p, model_input)
+    def predict(self, context, model_input, params=None):
+        return _predict(self.p, model_input)
 
 
 def _predict(p: dict[str, np.ndarray], model_input):

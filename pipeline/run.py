@@ -8,6 +8,7 @@ no run behind; anything that fails after that ends the run FAILED with its error
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,11 @@ def _log_outputs(tr: tracking.Tracker, config: cfgmod.Config, data: datamod.Data
                                   data.scaler, data.classes, data.feature_names,
                                   data.target_names)
     tr.log_artifacts([npz])
+    if test:  # what the pipeline predicted on the test split, for checks of the served model
+        pred = out_dir / "test_predictions.npz"
+        np.savez(pred, X_raw=data.raw["test"], y_true=_plain(data.y_original("test")),
+                 y_pred=_plain(datamod.decode_targets(data, test["pred"])))
+        tr.log_artifacts([pred])
     if config.tracking.log_model:
         import pandas as pd
 
@@ -138,6 +144,11 @@ def _log_outputs(tr: tracking.Tracker, config: cfgmod.Config, data: datamod.Data
         if y_ex is not None and y_ex.ndim == 2:
             y_ex = pd.DataFrame(y_ex, columns=data.target_names)
         tr.set_tags({"model_uri": tr.log_model(npz, X_ex, y_ex)})
+
+
+def _plain(a: np.ndarray) -> np.ndarray:
+    """Object labels as strings, so the ``.npz`` needs no pickle."""
+    return a.astype(str) if a.dtype.kind == "O" else a
 
 
 def run(config: cfgmod.Config, runtime: cfgmod.Runtime | None = None,
@@ -150,6 +161,10 @@ def run(config: cfgmod.Config, runtime: cfgmod.Runtime | None = None,
         Before any MLflow run starts, when the data or the configuration cannot work.
     """
     runtime = runtime or cfgmod.Runtime()
+    if not runtime.output_dir:
+        with tempfile.TemporaryDirectory(prefix="pipeline-") as tmp:
+            runtime.output_dir = tmp
+            return run(config, runtime, quiet)
     tracking.preload()
     data = datamod.load(config.dataset, config.model.name, config.seed)
     uri = tracking.resolve_uri(config.tracking.uri)

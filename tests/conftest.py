@@ -1,0 +1,80 @@
+"""Shared fixtures of the experiment-app tests: a pre-migrated MLflow store, the CLI, compose.
+
+A fresh SQLite store costs seconds to migrate, so each test worker migrates one once
+(session scope) and every test gets its own copy: tests never share or race on a store and
+nothing is written into the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory) -> Path:
+    """An empty, fully migrated SQLite store (one per test worker)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def store(tmp_path, migrated_store) -> str:
+    """A private copy of the migrated store in ``tmp_path``; returns its tracking URI."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(migrated_store, db)
+    return f"sqlite:///{db}"
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env.update(PYTHONPATH=str(REPO), HYDRA_FULL_ERROR="0", PYTHONHASHSEED="0", **extra)
+    return env
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 300, **env: str):
+    """``python -m pipeline *args`` in ``cwd``; returns the CompletedProcess (text)."""
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=cli_env(**env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run the real command line in ``tmp_path``."""
+    def _cli(*args: str, timeout: float = 300, **env: str):
+        return run_cli(list(args), tmp_path, timeout, **env)
+    return _cli
+
+
+def compose(overrides: list[str] | None = None):
+    """The app's config for ``overrides``, composed from conf/ in-process (no subprocess)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from pipeline import config
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=list(overrides or []))
+    return config.load(cfg)[0]
+
+
+def runs_of(uri: str, experiment: str = "linear-models"):
+    """All runs of ``experiment`` in the store at ``uri``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return client.search_runs([exp.experiment_id], max_results=1000)
