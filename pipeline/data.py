@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from pipeline import sources
 from pipeline.config import (
     MODELS_FOR_TASK,
     DatasetConfig,
@@ -60,6 +60,7 @@ class Dataset:
     feature_names: list[str]
     target_names: list[str]
     classes: np.ndarray | None
+    class_names: list[str]
     scaler: Scaler
     X: dict[str, np.ndarray]
     y: dict[str, np.ndarray]
@@ -69,70 +70,6 @@ class Dataset:
     def y_original(self, split: str) -> np.ndarray:
         """Targets of ``split`` in the units/labels of the source data."""
         return decode_targets(self, self.y[split])
-
-
-# ----------------------------------------------------------------------------- sources
-def _sklearn(name: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """A bundled scikit-learn set (no download); ``multilabel`` is generated with seed 0."""
-    from sklearn import datasets
-
-    if name == "multilabel":
-        X, Y = datasets.make_multilabel_classification(
-            n_samples=1000, n_features=20, n_classes=5, n_labels=2, random_state=0)
-        return (X.astype(np.float64), Y.astype(np.float64),
-                [f"x{j}" for j in range(20)], [f"label{c}" for c in range(5)])
-    bunch = getattr(datasets, f"load_{name}")()
-    names = [str(f) for f in getattr(bunch, "feature_names", range(bunch.data.shape[1]))]
-    if name == "digits":
-        names = [f"pixel_{j}" for j in range(bunch.data.shape[1])]
-    return np.asarray(bunch.data, np.float64), np.asarray(bunch.target), names, ["target"]
-
-
-def _synthetic(d: SyntheticDatasetConfig) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """Gaussian features and a random linear model; ``noise`` scales the additive noise."""
-    rng = np.random.default_rng(d.seed)
-    X = rng.standard_normal((d.n, d.k))
-    m = 1 if d.task == "binary" else d.n_outputs
-    W = rng.standard_normal((d.k, m)) / np.sqrt(d.k) * 3.0
-    Z = X @ W + rng.standard_normal(m) * 0.5 + d.noise * rng.standard_normal((d.n, m))
-    features = [f"x{j}" for j in range(d.k)]
-    if d.task == "regression":
-        y = Z[:, 0] if m == 1 else Z
-        return X, y, features, [f"y{c}" for c in range(m)] if m > 1 else ["y"]
-    if d.task == "binary":
-        return X, (Z[:, 0] > 0).astype(np.int64), features, ["y"]
-    if d.task == "multiclass":
-        return X, np.argmax(Z, axis=1), features, ["y"]
-    return X, (Z > 0).astype(np.float64), features, [f"label{c}" for c in range(m)]
-
-
-def _file(d: FileDatasetConfig) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """Columns of a CSV or Parquet file; every non-target column is a feature by default."""
-    import pandas as pd
-
-    path = Path(d.path).expanduser()
-    if not path.exists():
-        raise DataError(f"dataset.path={d.path!r}: no such file")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
-    elif path.suffix.lower() in (".csv", ".txt"):
-        frame = pd.read_csv(path)
-    else:
-        raise DataError(f"dataset.path={d.path!r}: unknown file type {path.suffix!r}; "
-                        "allowed: .csv, .parquet")
-    for col in list(d.target) + list(d.features or []):
-        if col not in frame.columns:
-            raise DataError(f"column {col!r} (dataset.target/features) is not in {path.name}; "
-                            f"columns: {', '.join(map(str, frame.columns))}")
-    features = list(d.features) if d.features else [c for c in frame.columns
-                                                     if c not in d.target]
-    bad = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
-    if bad:
-        raise DataError(f"feature column {bad[0]!r} is not numeric "
-                        f"(dtype {frame[bad[0]].dtype}); allowed: numeric columns")
-    X = frame[features].to_numpy(np.float64)
-    y = frame[d.target[0]].to_numpy() if len(d.target) == 1 else frame[d.target].to_numpy()
-    return X, y, [str(c) for c in features], [str(c) for c in d.target]
 
 
 # ----------------------------------------------------------------------------- checks
@@ -193,18 +130,21 @@ def _check_classes(y: np.ndarray, model: str, name: str, target: str) -> np.ndar
 # ----------------------------------------------------------------------------- split, scale
 def _split(n: int, y: np.ndarray, stratify: bool, val: float, test: float,
            seed: int) -> dict[str, np.ndarray]:
-    """Seeded index split; stratified on the class index when ``stratify``."""
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(n)
-    strat = y if stratify else None
-    rest, te = train_test_split(idx, test_size=test, random_state=seed, stratify=strat)
-    if val <= 0:
-        return {"train": np.sort(rest), "val": np.sort(rest[:0]), "test": np.sort(te)}
-    strat = y[rest] if stratify else None
-    tr, va = train_test_split(rest, test_size=val / (1 - test), random_state=seed + 1,
-                              stratify=strat)
-    return {"train": np.sort(tr), "val": np.sort(va), "test": np.sort(te)}
+    """Seeded index split; per class when ``stratify`` (every class keeps a training row)."""
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if stratify else [np.arange(n)]
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    for idx in groups:
+        idx = rng.permutation(idx)
+        n_te = int(round(test * len(idx)))
+        n_va = int(round(val * len(idx)))
+        if n_te + n_va >= len(idx):  # tiny class: keep one row for training
+            n_va = max(0, len(idx) - 1 - n_te)
+            n_te = min(n_te, len(idx) - 1)
+        parts["test"].append(idx[:n_te])
+        parts["val"].append(idx[n_te:n_te + n_va])
+        parts["train"].append(idx[n_te + n_va:])
+    return {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
 
 
 def fit_scaler(X: np.ndarray, y: np.ndarray | None) -> Scaler:
@@ -241,11 +181,12 @@ def _digest(X: np.ndarray, y: np.ndarray) -> str:
 def load(d: DatasetConfig, model: str, seed: int) -> Dataset:
     """Load, check, split and standardise ``d`` for ``model``; raise DataError when it can't fit."""
     if isinstance(d, SyntheticDatasetConfig):
-        X, y, features, targets = _synthetic(d)
+        raw = sources.synthetic(d.task, d.n, d.k, d.n_outputs, d.noise, d.seed)
     elif isinstance(d, FileDatasetConfig):
-        X, y, features, targets = _file(d)
+        raw = sources.read_table(d.path, list(d.target), d.features, DataError)
     else:
-        X, y, features, targets = _sklearn(d.name)
+        raw = sources.bundled(d.name)
+    X, y, features, targets, names = raw
     _check_nan(X, y, features, targets)
     task = infer_task(y, model, targets) if d.task == "auto" else d.task
     if model not in MODELS_FOR_TASK[task]:
@@ -274,5 +215,8 @@ def load(d: DatasetConfig, model: str, seed: int) -> Dataset:
             yy = (yy.reshape(len(idx), -1) - scaler.y_mean) / scaler.y_scale
             yy = np.ascontiguousarray(yy[:, 0] if y_enc.ndim == 1 else yy)
         ys[split] = yy
+    if classes is not None and (names is None or len(names) != len(classes)):
+        names = [str(c) for c in classes]
     return Dataset(name=d.name, task=task, feature_names=features, target_names=targets,
-                   classes=classes, scaler=scaler, X=Xs, y=ys, raw=raw, digest=_digest(X, y))
+                   classes=classes, class_names=names or [], scaler=scaler, X=Xs, y=ys,
+                   raw=raw, digest=_digest(X, y))

@@ -1,5 +1,7 @@
-"""Per-task scores on one split (scikit-learn's implementations, so numbers match theirs).
+"""Per-task scores on one split, in numpy.
 
+Why not ``sklearn.metrics``: importing it costs more than a whole small run; the tests check
+every score here against scikit-learn's on the same inputs.
 ``score()`` is what run.py logs per split; ``val_score()`` is the single number tracked per
 solver step (higher is better for classes, lower-is-better MSE for regression).
 """
@@ -14,51 +16,81 @@ STEP_METRIC = {"regression": "mse", "binary": "accuracy", "multiclass": "accurac
 
 
 def regression(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """MSE, RMSE, MAE, R2 (averaged over outputs for several)."""
-    from sklearn import metrics as skm
+    """MSE, RMSE, MAE, R2 (each averaged over outputs when there are several)."""
+    Y, P = y.reshape(len(y), -1), pred.reshape(len(pred), -1)
+    err = P - Y
+    mse = float(np.mean(err**2))
+    ss_res = (err**2).sum(axis=0)
+    ss_tot = ((Y - Y.mean(axis=0)) ** 2).sum(axis=0)
+    r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), 0.0)
+    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(err))),
+            "r2": float(np.mean(r2))}
 
-    mse = float(skm.mean_squared_error(y, pred))
-    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(skm.mean_absolute_error(y, pred)),
-            "r2": float(skm.r2_score(y, pred))}
+
+def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray):
+    """Precision, recall, F1 per class from counts (0 where undefined, as zero_division=0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        r = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        f = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    return p, r, f
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve = P(score of a positive > score of a negative), ties half."""
+    order = np.argsort(score, kind="mergesort")
+    s = score[order]
+    ranks = np.empty(len(s))
+    # average ranks over ties
+    _, first, counts = np.unique(s, return_index=True, return_counts=True)
+    avg = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    pos = y == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def log_loss(y: np.ndarray, P: np.ndarray) -> float:
+    """Mean negative log-probability of the true class; ``P`` (n, m), rows renormalised."""
+    eps = np.finfo(np.float64).eps
+    P = np.clip(P, eps, 1 - eps)
+    P = P / P.sum(axis=1, keepdims=True)
+    return float(-np.mean(np.log(P[np.arange(len(y)), np.asarray(y, np.int64)])))
 
 
 def binary(y: np.ndarray, pred: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """Accuracy, precision, recall, F1 of class 1, ROC AUC and log loss; ``proba`` (n, 2)."""
-    from sklearn import metrics as skm
-
-    p1 = proba[:, 1] if proba.ndim == 2 else proba
-    out = {"accuracy": float(skm.accuracy_score(y, pred)),
-           "precision": float(skm.precision_score(y, pred, zero_division=0)),
-           "recall": float(skm.recall_score(y, pred, zero_division=0)),
-           "f1": float(skm.f1_score(y, pred, zero_division=0)),
-           "log_loss": float(skm.log_loss(y, np.clip(p1, 1e-15, 1 - 1e-15), labels=[0, 1]))}
+    P = proba if proba.ndim == 2 else np.column_stack([1 - proba, proba])
+    tp = np.sum((pred == 1) & (y == 1))
+    p, r, f = _prf(np.array([tp]), np.array([np.sum((pred == 1) & (y == 0))]),
+                   np.array([np.sum((pred == 0) & (y == 1))]))
+    out = {"accuracy": float(np.mean(pred == y)), "precision": float(p[0]),
+           "recall": float(r[0]), "f1": float(f[0]), "log_loss": log_loss(y, P)}
     if len(np.unique(y)) == 2:
-        out["roc_auc"] = float(skm.roc_auc_score(y, p1))
+        out["roc_auc"] = roc_auc(y, P[:, 1])
     return out
 
 
 def multiclass(y: np.ndarray, pred: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    """Accuracy, macro F1 and log loss; ``proba`` (n, m) rows summing to 1."""
-    from sklearn import metrics as skm
-
+    """Accuracy, macro F1 (over all m classes) and log loss; ``proba`` (n, m)."""
     m = proba.shape[1]
-    P = np.clip(proba, 1e-15, None)
-    P = P / P.sum(axis=1, keepdims=True)
-    return {"accuracy": float(skm.accuracy_score(y, pred)),
-            "macro_f1": float(skm.f1_score(y, pred, average="macro", labels=np.arange(m),
-                                         zero_division=0)),
-            "log_loss": float(skm.log_loss(y, P, labels=np.arange(m)))}
+    C = np.zeros((m, m))
+    np.add.at(C, (np.asarray(y, np.int64), np.asarray(pred, np.int64)), 1)
+    tp = np.diag(C)
+    _, _, f = _prf(tp, C.sum(axis=0) - tp, C.sum(axis=1) - tp)
+    return {"accuracy": float(np.mean(pred == y)), "macro_f1": float(f.mean()),
+            "log_loss": log_loss(y, proba)}
 
 
 def multilabel(Y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """Hamming loss, subset accuracy, micro and macro F1 over labels."""
-    from sklearn import metrics as skm
-
-    Y, pred = Y.astype(np.int64), pred.astype(np.int64)
-    return {"hamming_loss": float(skm.hamming_loss(Y, pred)),
-            "subset_accuracy": float(skm.accuracy_score(Y, pred)),
-            "micro_f1": float(skm.f1_score(Y, pred, average="micro", zero_division=0)),
-            "macro_f1": float(skm.f1_score(Y, pred, average="macro", zero_division=0))}
+    Y, P = Y > 0.5, pred > 0.5
+    tp, fp, fn = (Y & P).sum(axis=0), (~Y & P).sum(axis=0), (Y & ~P).sum(axis=0)
+    _, _, f = _prf(tp, fp, fn)
+    _, _, micro = _prf(np.array([tp.sum()]), np.array([fp.sum()]), np.array([fn.sum()]))
+    return {"hamming_loss": float(np.mean(Y != P)),
+            "subset_accuracy": float(np.mean((Y == P).all(axis=1))),
+            "micro_f1": float(micro[0]), "macro_f1": float(f.mean())}
 
 
 def score(task: str, y: np.ndarray, pred: np.ndarray,

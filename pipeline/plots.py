@@ -61,10 +61,11 @@ def confusion(y: np.ndarray, pred: np.ndarray, labels: list[str], out_dir: Path)
 
 def roc(y: np.ndarray, score: np.ndarray, out_dir: Path) -> Path:
     """ROC curve of a binary classifier on the test split."""
-    from sklearn.metrics import roc_curve
-
     plt = _plt()
-    fpr, tpr, _ = roc_curve(y, score)
+    order = np.argsort(-score, kind="mergesort")
+    hits = np.asarray(y)[order] == 1
+    tpr = np.concatenate([[0.0], np.cumsum(hits) / max(1, hits.sum())])
+    fpr = np.concatenate([[0.0], np.cumsum(~hits) / max(1, (~hits).sum())])
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.plot(fpr, tpr)
     ax.plot([0, 1], [0, 1], ls="--", c="grey")

@@ -119,7 +119,7 @@ def _log_outputs(tr: tracking.Tracker, config: cfgmod.Config, data: datamod.Data
                  result: Any, test: dict[str, Any], out_dir: Path) -> None:
     """Plots, the weights/scaler ``.npz`` and the pyfunc model."""
     if config.tracking.log_plots:
-        labels = [str(c) for c in data.classes] if data.classes is not None else []
+        labels = data.class_names
         y_t, p_t = data.y["test"], test.get("pred", np.zeros(0))
         if data.task == "regression":
             y_t, p_t = data.y_original("test"), datamod.decode_targets(data, p_t)

@@ -1,0 +1,125 @@
+"""Where the raw data come from: scikit-learn's bundled files, generators, user files.
+
+Each source returns ``(X, y, feature_names, target_names, class_names)`` with X float64 (n, k)
+and y as stored (class index, value, or an (n, m) 0/1 matrix). The bundled sets are read from
+the CSV files scikit-learn ships, without importing scikit-learn (its import costs more than a
+whole small run); tests check them against ``sklearn.datasets.load_*``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+Raw = tuple[np.ndarray, np.ndarray, list[str], list[str], list[str] | None]
+
+IRIS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+WINE = ["alcohol", "malic_acid", "ash", "alcalinity_of_ash", "magnesium", "total_phenols",
+        "flavanoids", "nonflavanoid_phenols", "proanthocyanins", "color_intensity", "hue",
+        "od280/od315_of_diluted_wines", "proline"]
+_BC = ["radius", "texture", "perimeter", "area", "smoothness", "compactness", "concavity",
+       "concave points", "symmetry", "fractal dimension"]
+BREAST_CANCER = ([f"mean {f}" for f in _BC] + [f"{f} error" for f in _BC]
+                 + [f"worst {f}" for f in _BC])
+DIABETES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+FEATURES = {"iris": IRIS, "wine": WINE, "breast_cancer": BREAST_CANCER}
+# Labels of the multilabel set, each a property of the digit shown (deterministic, no seed).
+DIGIT_LABELS = {"even": lambda d: d % 2 == 0, "five_or_more": lambda d: d >= 5,
+                "prime": lambda d: np.isin(d, (2, 3, 5, 7)), "multiple_of_3": lambda d: d % 3 == 0}
+
+
+def _data_dir() -> Path:
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("scikit-learn is not installed; its bundled datasets are needed")
+    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+
+
+def _csv_with_header(name: str, file: str) -> Raw:
+    """iris / wine / breast_cancer: first line ``n,k,class names...``, then rows + target."""
+    path = _data_dir() / file
+    with open(path) as fh:
+        header = fh.readline().strip().split(",")
+    table = np.loadtxt(path, delimiter=",", skiprows=1)
+    return (table[:, :-1], table[:, -1].astype(np.int64), FEATURES[name], ["target"],
+            header[2:])
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    table = np.loadtxt(_data_dir() / "digits.csv.gz", delimiter=",")
+    return table[:, :-1], table[:, -1].astype(np.int64)
+
+
+def bundled(name: str) -> Raw:
+    """One of breast_cancer, iris, wine, digits, diabetes, multilabel (from digits)."""
+    if name in FEATURES:
+        file = {"iris": "iris.csv", "wine": "wine_data.csv"}.get(name, f"{name}.csv")
+        return _csv_with_header(name, file)
+    if name == "diabetes":
+        X = np.loadtxt(_data_dir() / "diabetes_data_raw.csv.gz")
+        y = np.loadtxt(_data_dir() / "diabetes_target.csv.gz")
+        return X, y, DIABETES, ["progression"], None
+    X, d = _digits()
+    pixels = [f"pixel_{i // 8}_{i % 8}" for i in range(64)]
+    if name == "digits":
+        return X, d, pixels, ["digit"], [str(c) for c in range(10)]
+    if name == "multilabel":
+        Y = np.column_stack([f(d) for f in DIGIT_LABELS.values()]).astype(np.float64)
+        return X, Y, pixels, list(DIGIT_LABELS), None
+    raise ValueError(f"dataset.name={name!r} is not bundled")
+
+
+def synthetic(task: str, n: int, k: int, n_outputs: int, noise: float, seed: int) -> Raw:
+    """Gaussian features and a random linear model; ``noise`` scales the additive noise.
+
+    regression: y = X w + b + noise * e; binary: 1[z > 0]; multiclass: argmax of m logits;
+    multilabel: m independent 1[z_c > 0]. Same seed, same data.
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, k))
+    m = 1 if task == "binary" else n_outputs
+    W = rng.standard_normal((k, m)) * (3.0 / np.sqrt(k))
+    Z = X @ W + 0.5 * rng.standard_normal(m) + noise * rng.standard_normal((n, m))
+    features = [f"x{j}" for j in range(k)]
+    if task == "regression":
+        if m == 1:
+            return X, Z[:, 0], features, ["y"], None
+        return X, Z, features, [f"y{c}" for c in range(m)], None
+    if task == "binary":
+        return X, (Z[:, 0] > 0).astype(np.int64), features, ["y"], None
+    if task == "multiclass":
+        return X, np.argmax(Z, axis=1), features, ["y"], None
+    return X, (Z > 0).astype(np.float64), features, [f"label{c}" for c in range(m)], None
+
+
+def read_table(path_str: str, target: list[str], features: list[str] | None,
+               error: type[Exception]) -> Raw:
+    """Columns of a CSV or Parquet file; every non-target column is a feature by default."""
+    import pandas as pd
+
+    path = Path(path_str).expanduser()
+    if not path.exists():
+        raise error(f"dataset.path={path_str!r}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        frame = pd.read_parquet(path)
+    elif suffix in (".csv", ".txt"):
+        frame = pd.read_csv(path)
+    else:
+        raise error(f"dataset.path={path_str!r}: unknown file type {suffix!r}; "
+                    "allowed: .csv, .parquet")
+    for col in list(target) + list(features or []):
+        if col not in frame.columns:
+            raise error(f"column {col!r} (dataset.target/features) is not in {path.name}; "
+                        f"columns: {', '.join(map(str, frame.columns))}")
+    names = list(features) if features else [c for c in frame.columns if c not in target]
+    for c in names:
+        if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]):
+            if not pd.api.types.is_bool_dtype(frame[c]):
+                raise error(f"feature column {c!r} is not numeric (dtype {frame[c].dtype}); "
+                            "allowed: numeric columns")
+    X = frame[names].to_numpy(np.float64)
+    y = frame[target[0]].to_numpy() if len(target) == 1 else frame[target].to_numpy()
+    return X, y, [str(c) for c in names], [str(c) for c in target], None
