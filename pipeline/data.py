@@ -190,7 +190,10 @@ def load(d: DatasetConfig, model: str, seed: int) -> Dataset:
     _check_nan(X, y, features, targets)
     task = infer_task(y, model, targets) if d.task == "auto" else d.task
     if model not in MODELS_FOR_TASK[task]:
-        raise DataError(f"model={model} cannot learn dataset={d.name} (a {task} task); "
+        what = (f" with {len(np.unique(y))} classes" if task in ("binary", "multiclass")
+                else "")
+        raise DataError(f"model={model} cannot learn dataset={d.name}: target "
+                        f"{', '.join(map(repr, targets))} makes it a {task} task{what}; "
                         f"allowed models: {', '.join(MODELS_FOR_TASK[task])}")
     classes = None
     if task in ("binary", "multiclass"):
