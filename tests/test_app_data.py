@@ -107,7 +107,8 @@ def test_user_files_with_named_targets(tmp_path, kind):
 @pytest.mark.parametrize("make, target, model, words", [
     (lambda f: f.assign(y=f.a * 1.5), ["y"], "logistic", ["'y'", "continuous", "logistic"]),
     (lambda f: f.assign(y=1), ["y"], "softmax", ["'y'", "one class"]),
-    (lambda f: f.assign(y=np.arange(len(f)) % 3), ["y"], "logistic", ["'y'", "3 classes", "softmax"]),
+    (lambda f: f.assign(y=np.arange(len(f)) % 3), ["y"], "logistic",
+     ["'y'", "3 classes", "softmax"]),
     (lambda f: f.assign(y=1, b=np.where(f.a > 1, np.nan, f.b)), ["y"], "linear",
      ["'b'", "NaN"]),
     (lambda f: f.assign(y=f.a), ["nope"], "linear", ["'nope'", "columns"]),
