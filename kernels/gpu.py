@@ -222,6 +222,7 @@ def _tile_kernel(kind, m, kpt, hess):
         return _KERNELS[key]
     R, RPW, NP = TILE_ROWS, TILE_ROWS // NWARPS, (2 * m if hess else m)
     RB = _rows_per_batch(RPW, NP)
+    NPB = RB * NP       # a closure constant: local array sizes must be compile-time literals
 
     @cuda.jit
     def kernel(X, T, Wt, b, Vt, vb, partials):
@@ -232,7 +233,7 @@ def _tile_kernel(kind, m, kpt, hess):
         g = cuda.shared.array((R, m), np.float64)
         warp_loss = cuda.shared.array(NWARPS, np.float64)
         acc = cuda.local.array((kpt, m), np.float64)
-        p = cuda.local.array(RB * NP, np.float64)
+        p = cuda.local.array(NPB, np.float64)
         for q in range(kpt):
             for c in range(m):
                 acc[q, c] = 0.0
@@ -242,7 +243,7 @@ def _tile_kernel(kind, m, kpt, hess):
             # phase 1: a warp per row, lanes over features, shuffle-reduced logits (RB rows at
             # a time); every thread of the block calls the reduction the same number of times
             for r0 in range(0, RPW, RB):
-                for q in range(RB * NP):
+                for q in range(NPB):
                     p[q] = 0.0
                 for rr in range(RB):
                     i = row0 + r0 + rr
@@ -255,7 +256,7 @@ def _tile_kernel(kind, m, kpt, hess):
                             if hess:
                                 for c in range(m):
                                     p[o + m + c] += x * Vt[c, j]
-                _warp_allreduce(p, RB * NP)
+                _warp_allreduce(p, NPB)
                 if lane == 0:
                     for rr in range(RB):
                         i = row0 + r0 + rr
@@ -321,18 +322,19 @@ def _decision_kernel(m):
     if key in _KERNELS:
         return _KERNELS[key]
     RB = _rows_per_batch(DECISION_ROWS, m)
+    NPB = RB * m
 
     @cuda.jit
     def kernel(X, Wt, b, Z):
         n, k = X.shape
         lane = cuda.threadIdx.x % 32
         warp = cuda.threadIdx.x // 32
-        p = cuda.local.array(RB * m, np.float64)
+        p = cuda.local.array(NPB, np.float64)
         # the loop bound is the block's first row: uniform over the block, as the reduction needs
         step = NWARPS * RB
         for base in range(cuda.blockIdx.x * step, n, cuda.gridDim.x * step):
             row0 = base + warp * RB
-            for q in range(RB * m):
+            for q in range(NPB):
                 p[q] = 0.0
             for rr in range(RB):
                 i = row0 + rr
@@ -341,7 +343,7 @@ def _decision_kernel(m):
                         x = float(X[i, j])
                         for c in range(m):
                             p[rr * m + c] += x * Wt[c, j]
-            _warp_allreduce(p, RB * m)
+            _warp_allreduce(p, NPB)
             if lane == 0:
                 for rr in range(RB):
                     i = row0 + rr
