@@ -81,7 +81,7 @@ if not _OK:
 # Launch geometry. The simulator runs every thread as a Python thread: keep it small there but
 # still with several warps, tiles and blocks so that the indexing is exercised.
 THREADS = 64 if SIMULATOR else 128          # threads per block, a multiple of 32
-TILE_ROWS = 16 if SIMULATOR else 32         # rows per tile, a multiple of THREADS // 32
+TILE_ROWS = 32                              # rows per tile, a multiple of THREADS // 32
 DECISION_ROWS = 8 if SIMULATOR else 4       # rows per warp per step of the logits kernel
 MAX_BLOCKS = 3 if SIMULATOR else 2048       # grid size cap; fixed, so results are repeatable
 NWARPS = THREADS // 32
