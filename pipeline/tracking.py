@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -217,10 +218,12 @@ class Tracker:
                 f"pandas=={pd.__version__}"]
         import mlflow.pyfunc
 
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(PYFUNC_FILE), artifacts={"model_npz": str(npz)},
-            signature=infer_signature(X_example, y_example), input_example=X_example,
-            pip_requirements=reqs)
+        with warnings.catch_warnings():  # 0/1 label columns are ints by design
+            warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=str(PYFUNC_FILE), artifacts={"model_npz": str(npz)},
+                signature=infer_signature(X_example, y_example), input_example=X_example,
+                pip_requirements=reqs)
         return info.model_uri
 
 
