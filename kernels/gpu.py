@@ -394,14 +394,26 @@ def _grid(n):
     return max(1, min(MAX_BLOCKS, (n + TILE_ROWS - 1) // TILE_ROWS))
 
 
+_BUFFERS = {}
+
+
+def _buffers(nb, size):
+    """Per-shape scratch (partials, sums), allocated once: a solver calls with the same shapes
+    every iteration. This makes the host side not thread-safe (use processes, not threads)."""
+    key = (nb, size)
+    if key not in _BUFFERS:
+        _BUFFERS[key] = (cuda.device_array((nb, size), dtype=np.float64),
+                         cuda.device_array(size, dtype=np.float64))
+    return _BUFFERS[key]
+
+
 def _fused_pass(kind, Xd, Td, Wd, bd, Vd, vbd, m, hess):
     """Run the tile kernel and the combine; return the (m*(k+1) + 1,) host sums (not yet / n)."""
     n, k = Xd.shape
     nb = _grid(n)
     kpt = (k + 1 + THREADS - 1) // THREADS
     size = m * (k + 1) + 1
-    partials = cuda.device_array((nb, size), dtype=np.float64)
-    out = cuda.device_array(size, dtype=np.float64)
+    partials, out = _buffers(nb, size)
     _tile_kernel(kind, m, kpt, hess)[nb, THREADS](Xd, Td, Wd, bd, Vd, vbd, partials)
     _combine[(size + 127) // 128, 128](partials, out)
     return out.copy_to_host()
