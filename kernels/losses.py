@@ -277,3 +277,29 @@ def multilabel_loss_grad(X, Y, W, b, G_out, gb_out):
 def softmax_loss_grad(X, y, W, b, G_out, gb_out):
     """Softmax cross-entropy lse(z) - z_y averaged; ``y`` (n,) class indices in 0..m-1."""
     return loss_grad(SOFTMAX, X, _targets_2d(y), W, b, G_out, gb_out)
+
+
+# --------------------------------------------------------------------------- bandwidth probe
+@njit(cache=CACHE, fastmath=FASTMATH)
+def _block_sum(X, start, stop):
+    acc = np.zeros(X.shape[1])
+    for i in range(start, stop):
+        x = X[i]
+        for j in range(x.shape[0]):
+            acc[j] += x[j]
+    return acc.sum()
+
+
+@njit(cache=CACHE, parallel=True)
+def _read_sum(X, block):
+    n = X.shape[0]
+    nb = (n + block - 1) // block
+    part = np.zeros(nb)
+    for ib in prange(nb):
+        part[ib] = _block_sum(X, ib * block, min(n, ib * block + block))
+    return part.sum()
+
+
+def read_sum(X, block=BLOCK_ROWS):
+    """Sum of X in one parallel blocked read: the memory-bandwidth floor of a pass over X."""
+    return _read_sum(X, block)
