@@ -83,7 +83,8 @@ if not _OK:
 THREADS = 64 if SIMULATOR else 128          # threads per block, a multiple of 32
 TILE_ROWS = 32                              # rows per tile, a multiple of THREADS // 32
 DECISION_ROWS = 8 if SIMULATOR else 4       # rows per warp per step of the logits kernel
-MAX_BLOCKS = 3 if SIMULATOR else 2048       # grid size cap; fixed, so results are repeatable
+MAX_BLOCKS = 2 if SIMULATOR else 2048       # grid size cap; fixed, so results are repeatable
+FLAT_THREADS = 32 if SIMULATOR else 256     # threads per block of the element-wise kernels
 NWARPS = THREADS // 32
 _FULL = 0xFFFFFFFF
 
@@ -415,7 +416,7 @@ def _fused_pass(kind, Xd, Td, Wd, bd, Vd, vbd, m, hess):
     size = m * (k + 1) + 1
     partials, out = _buffers(nb, size)
     _tile_kernel(kind, m, kpt, hess)[nb, THREADS](Xd, Td, Wd, bd, Vd, vbd, partials)
-    _combine[(size + 127) // 128, 128](partials, out)
+    _combine[(size + FLAT_THREADS - 1) // FLAT_THREADS, FLAT_THREADS](partials, out)
     return out.copy_to_host()
 
 
@@ -493,9 +494,8 @@ def _prox_kernel(w, soft, thresh, scale):
 def _prox(W_out, soft, thresh, scale):
     dev = W_out if _is_device(W_out) else cuda.to_device(np.ascontiguousarray(W_out))
     flat = dev.reshape(dev.size)
-    threads = 256
-    blocks = max(1, min(1024, (dev.size + threads - 1) // threads))
-    _prox_kernel[blocks, threads](flat, soft, float(thresh), float(scale))
+    blocks = max(1, min(1024, (dev.size + FLAT_THREADS - 1) // FLAT_THREADS))
+    _prox_kernel[blocks, FLAT_THREADS](flat, soft, float(thresh), float(scale))
     if not _is_device(W_out):
         W_out[...] = dev.copy_to_host()
 
