@@ -1,0 +1,231 @@
+"""The real command line, ``python -m pipeline ...`` in a temporary folder, read back from MLflow.
+
+Each process costs seconds, so these are few; the sweeps, the server and Ctrl-C are ``slow``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import cli_env, runs_of
+
+NO_NUMBA = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("numba", "pipeline", "kernels", "sklearn"):
+            raise ImportError("blocked " + name)
+sys.meta_path.insert(0, Block())
+import mlflow, numpy as np, pandas as pd
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model(f"runs:/{sys.argv[2]}/model")
+with np.load(sys.argv[3], allow_pickle=False) as npz:
+    X, want = npz["X_raw"], npz["y_pred"]
+names = model.metadata.signature.inputs.input_names()
+got = np.asarray(model.predict(pd.DataFrame(X, columns=names)))
+assert np.array_equal(got, want), (got[:10], want[:10])
+assert not [m for m in sys.modules if m.split(".")[0] in ("numba", "pipeline", "kernels")]
+print("PYFUNC-OK", len(got))
+"""
+
+
+def test_logistic_l1_makes_one_finished_run_with_everything(cli, store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    res = cli("model=logistic", "reg=l1", f"tracking.uri={store}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    (run,) = runs_of(store)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_id in res.stdout and "mlflow ui" in res.stdout
+    p, m, t = run.data.params, run.data.metrics, run.data.tags
+    assert (p["model.name"], p["reg.name"]) == ("logistic", "l1")
+    assert p["dataset.name"] == "breast_cancer"
+    assert {"reg.lam", "solver.tol", "solver.max_iter", "tracking.experiment", "seed"} <= set(p)
+    for split in ("train", "val", "test"):
+        for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"):
+            assert f"{split}_{k}" in m
+    assert {"nonzero_weights", "n_passes", "fit_time_s", "converged", "final_objective"} <= set(m)
+    assert {"git.commit", "git.dirty", "dataset.name", "dataset.digest", "hydra.overrides",
+            "solver.actual", "criterion"} <= set(t)
+    assert "reg=l1" in t["hydra.overrides"]
+    client = MlflowClient(store)
+    hist = client.get_metric_history(run.info.run_id, "objective")
+    assert len(hist) == int(m["n_iter"]) > 1
+    assert len(client.get_metric_history(run.info.run_id, "data_loss")) == len(hist)
+    files = {a.path for a in client.list_artifacts(run.info.run_id)}
+    files |= {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"config.yaml", "model.npz", "test_predictions.npz", "plots/objective.png",
+            "plots/confusion_matrix.png", "plots/roc.png", "plots/coefficients.png"} <= files
+    # each run writes under its own Hydra output folder
+    assert list((tmp_path / "outputs").glob("*/*/model.npz"))
+    # the pyfunc loads without numba (or the pipeline) and predicts exactly what the run did
+    pred = client.download_artifacts(run.info.run_id, "test_predictions.npz", str(tmp_path))
+    check = subprocess.run([sys.executable, "-c", NO_NUMBA, store, run.info.run_id, pred],
+                           capture_output=True, text=True, env=cli_env(), cwd=tmp_path)
+    assert "PYFUNC-OK" in check.stdout, check.stderr[-3000:]
+
+
+BAD = [
+    (["reg.lam=abc"], ["reg.lam", "abc"]),
+    (["solver.bogus=1"], ["bogus"]),
+    (["model=perceptron"], ["perceptron", "softmax"]),
+    (["model=logistic", "dataset=diabetes"], ["model=logistic", "diabetes", "linear"]),
+    (["solver=lbfgs", "reg=l1"], ["lbfgs", "l1", "agd"]),
+]
+
+
+@pytest.mark.parametrize("args, words", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_fails_at_start_with_its_message_and_no_run(cli, store, args, words):
+    res = cli(*args, f"tracking.uri={store}")
+    assert res.returncode != 0
+    for w in words:
+        assert w in res.stderr, (w, res.stderr[-2000:])
+    assert not [r for r in runs_of(store) if r.info.status == "RUNNING"]
+    assert runs_of(store) == []
+
+
+@pytest.mark.parametrize("column, target, model, words", [
+    ("nan", "y", "linear", ["'b'", "NaN"]),
+    ("one", "k", "logistic", ["'k'", "one class"]),
+    ("cont", "y", "logistic", ["'y'", "continuous"]),
+])
+def test_bad_data_in_a_user_file_names_the_column(cli, store, tmp_path, column, target, model,
+                                                   words):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.standard_normal((50, 2)), columns=["a", "b"])
+    frame["y"], frame["k"] = frame.a * 2.5, 1
+    if column == "nan":
+        frame.loc[3, "b"] = np.nan
+    frame.to_parquet(tmp_path / "d.parquet")
+    res = cli("dataset=file", f"dataset.path={tmp_path / 'd.parquet'}",
+              f"dataset.target=[{target}]", f"model={model}", f"tracking.uri={store}")
+    assert res.returncode != 0
+    for w in words:
+        assert w in res.stderr, (w, res.stderr[-2000:])
+    assert runs_of(store) == []
+
+
+def _sweep_checks(uri: str, tmp_path: Path, n_jobs: int = 6):
+    runs = runs_of(uri)
+    parents = [r for r in runs if r.data.tags.get("sweep") == "parent"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == n_jobs and len(runs) == n_jobs + 1
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    combos = {(c.data.params["model.name"], c.data.params["reg.name"]) for c in children}
+    assert len(combos) == n_jobs
+    jobs = [p for p in (tmp_path / "multirun").glob("*/*/*") if p.is_dir()]
+    assert len(jobs) == n_jobs and all((j / "model.npz").exists() for j in jobs)
+
+
+SWEEP = ["-m", "model=logistic,softmax", "reg=none,l1,l2", "reg.lam=1e-2",
+         "solver.max_iter=200", "tracking.progress=false"]
+
+
+@pytest.mark.slow
+def test_multirun_makes_one_parent_and_six_children(cli, store, tmp_path):
+    res = cli(*SWEEP, f"tracking.uri={store}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    _sweep_checks(store, tmp_path)
+
+
+@pytest.mark.slow
+def test_joblib_multirun_on_a_fresh_store(cli, tmp_path):
+    fresh = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    (tmp_path / "fresh").mkdir()
+    res = cli(*SWEEP, f"tracking.uri={fresh}", "hydra/launcher=joblib",
+              "hydra.launcher.n_jobs=2", timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    _sweep_checks(fresh, tmp_path)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, body: dict | None = None) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode() if body else None,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+@pytest.mark.slow
+def test_mlflow_server_lists_runs_and_metric_histories(cli, store, tmp_path):
+    first = cli("dataset=iris", "model=softmax", f"tracking.uri={store}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    port = _free_port()
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen(
+        [str(mlflow_bin), "server", "--backend-store-uri", store, "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1",
+         "--artifacts-destination", str(tmp_path / "served")],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        # a run through the server (remote tracking URI)
+        second = cli("dataset=breast_cancer", "model=logistic", "reg=l1",
+                     "tracking.log_model=false", f"tracking.uri={base}")
+        assert second.returncode == 0, second.stderr[-3000:]
+        exps = _get(f"{base}/api/2.0/mlflow/experiments/search", {"max_results": 100})
+        exp = [e for e in exps["experiments"] if e["name"] == "linear-models"][0]
+        found = _get(f"{base}/api/2.0/mlflow/runs/search",
+                     {"experiment_ids": [exp["experiment_id"]]})["runs"]
+        assert len(found) == 2 and all(r["info"]["status"] == "FINISHED" for r in found)
+        for r in found:
+            hist = _get(f"{base}/api/2.0/mlflow/metrics/get-history?run_id="
+                        f"{r['info']['run_id']}&metric_key=objective")
+            assert len(hist["metrics"]) > 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_run_killed(tmp_path, store):
+    from mlflow.tracking import MlflowClient
+
+    args = [sys.executable, "-m", "pipeline", "dataset=synth_binary", "dataset.n=20000",
+            "dataset.k=50", "model=logistic", "reg=l1", "solver=gd", "solver.max_iter=1000000",
+            "solver.tol=1e-300", f"tracking.uri={store}", "tracking.progress=false"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    client = MlflowClient(store)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            runs = runs_of(store)
+            if runs and client.get_metric_history(runs[0].info.run_id, "objective"):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the run never started logging")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    (run,) = runs_of(store)
+    assert run.info.status == "KILLED"
