@@ -162,13 +162,17 @@ def register() -> None:
     """Store the schemas; YAML files extend them via ``- /schema/<group>@_here_: <name>``."""
     cs = ConfigStore.instance()
     cs.store(name="schema", node=Config)
-    for name, node in [("dataset", DatasetConfig), ("synthetic", SyntheticDatasetConfig),
-                       ("file", FileDatasetConfig)]:
+    datasets: list[tuple[str, type]] = [("dataset", DatasetConfig),
+                                        ("synthetic", SyntheticDatasetConfig),
+                                        ("file", FileDatasetConfig)]
+    for name, node in datasets:
         cs.store(group="schema/dataset", name=name, node=node)
     cs.store(group="schema/model", name="model", node=ModelConfig)
     cs.store(group="schema/reg", name="reg", node=RegConfig)
-    for name, node in [("solver", SolverConfig), ("gd", GDConfig), ("sgd", SGDConfig),
-                       ("lbfgs", LBFGSConfig), ("newton", NewtonConfig)]:
+    solvers: list[tuple[str, type]] = [("solver", SolverConfig), ("gd", GDConfig),
+                                       ("sgd", SGDConfig), ("lbfgs", LBFGSConfig),
+                                       ("newton", NewtonConfig)]
+    for name, node in solvers:
         cs.store(group="schema/solver", name=name, node=node)
     cs.store(group="schema/backend", name="backend", node=BackendConfig)
     cs.store(group="schema/tracking", name="tracking", node=TrackingConfig)
@@ -308,7 +312,8 @@ def _schema_for(cfg: DictConfig) -> DictConfig:
 
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
     """Dotted keys for a (nested) dataclass: ``{"reg.lam": 0.1, ...}`` (MLflow params)."""
-    items = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    is_instance = dataclasses.is_dataclass(config) and not isinstance(config, type)
+    items = dataclasses.asdict(config) if is_instance else config
     out: dict[str, Any] = {}
     for key, value in items.items():
         name = f"{prefix}{key}"

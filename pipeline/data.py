@@ -181,12 +181,12 @@ def _digest(X: np.ndarray, y: np.ndarray) -> str:
 def load(d: DatasetConfig, model: str, seed: int) -> Dataset:
     """Load, check, split and standardise ``d`` for ``model``; raise DataError when it can't fit."""
     if isinstance(d, SyntheticDatasetConfig):
-        raw = sources.synthetic(d.task, d.n, d.k, d.n_outputs, d.noise, d.seed)
+        source = sources.synthetic(d.task, d.n, d.k, d.n_outputs, d.noise, d.seed)
     elif isinstance(d, FileDatasetConfig):
-        raw = sources.read_table(d.path, list(d.target), d.features, DataError)
+        source = sources.read_table(d.path, list(d.target), d.features, DataError)
     else:
-        raw = sources.bundled(d.name)
-    X, y, features, targets, names = raw
+        source = sources.bundled(d.name)
+    X, y, features, targets, names = source
     _check_nan(X, y, features, targets)
     task = infer_task(y, model, targets) if d.task == "auto" else d.task
     if model not in MODELS_FOR_TASK[task]:

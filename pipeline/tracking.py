@@ -152,12 +152,12 @@ class Tracker:
         self.run_id = run.info.run_id
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> None:
         mlflow = _mlflow()
         if exc_type is None:
             self.flush()
             mlflow.end_run("FINISHED")
-            return False
+            return
         try:
             self.flush()
             text = "".join(traceback.format_exception(exc_type, exc, tb))
@@ -167,7 +167,6 @@ class Tracker:
             pass
         status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
         mlflow.end_run(status)
-        return False
 
     # -- values
     def log_params(self, params: dict[str, Any]) -> None:
