@@ -9,3 +9,5 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 CACHE = True
 # Rows per parallel block: each block owns one partial sum; partials are combined in block order.
 BLOCK_ROWS = 2048
+# Rows per sub-block inside a block: logits, then one vectorised exp/log sweep, then gradient.
+SUB_ROWS = 64
