@@ -18,8 +18,9 @@ Design of one evaluation (``_tile_kernel``)
 Blocks of ``THREADS`` threads walk over tiles of ``TILE_ROWS`` rows (grid-stride). Per tile:
 
 1. Each warp takes its rows; lanes stride over the features, so a row is one coalesced load.
-   The per-lane partial logits are summed with a warp-shuffle butterfly (``shfl_xor``), lane 0
-   turns ``z`` into the row's loss and ``g = dloss/dz`` and writes ``g`` to shared memory.
+   A warp takes several rows at once; the per-lane partial logits are summed with a
+   warp-shuffle butterfly (``shfl_xor``), after which lane ``r`` turns row ``r``'s ``z`` into
+   its loss and ``g = dloss/dz`` and writes ``g`` to shared memory.
 2. Each thread owns features ``j = tid, tid + THREADS, ...`` (and the bias as feature ``k``)
    and accumulates ``sum_r X[r, j] g[r, :]`` in registers. This re-read of the tile hits L1/L2,
    so DRAM sees ``X`` once per evaluation.
@@ -126,6 +127,23 @@ else:
             v += cuda.shfl_xor_sync(_FULL, v, 2)
             v += cuda.shfl_xor_sync(_FULL, v, 1)
             p[c] = v
+
+
+@cuda.jit(device=True)
+def _select_row(p, width, rows, lane, out):
+    """out[:width] = p[lane * width : (lane + 1) * width] (zeros for lane >= rows).
+
+    Written as a masked sum with constant indices: the obvious ``p[lane * width + c]`` (or an
+    ``if rr == lane`` copy, which the compiler rewrites into it) indexes ``p`` dynamically and
+    moves it from registers to local memory, slowing the hot loop that accumulates into it.
+    A non-finite sum in another row of the batch makes this row non-finite too; the loss is
+    then non-finite anyway.
+    """
+    for c in range(width):
+        v = 0.0
+        for rr in range(rows):
+            v += p[rr * width + c] * (1.0 if rr == lane else 0.0)
+        out[c] = v
 
 
 # --------------------------------------------------------------------------- row math
@@ -235,6 +253,7 @@ def _tile_kernel(kind, m, kpt, hess):
         warp_loss = cuda.shared.array(NWARPS, np.float64)
         acc = cuda.local.array((kpt, m), np.float64)
         p = cuda.local.array(NPB, np.float64)
+        zr = cuda.local.array(NP, np.float64)
         for q in range(kpt):
             for c in range(m):
                 acc[q, c] = 0.0
@@ -258,23 +277,23 @@ def _tile_kernel(kind, m, kpt, hess):
                                 for c in range(m):
                                     p[o + m + c] += x * Vt[c, j]
                 _warp_allreduce(p, NPB)
-                if lane == 0:
-                    for rr in range(RB):
-                        i = row0 + r0 + rr
-                        r = warp * RPW + r0 + rr
-                        o = rr * NP
-                        if i >= n:
-                            for c in range(m):
-                                g[r, c] = 0.0
-                            continue
+                # every lane now holds all RB rows' sums: lane rr does row rr's loss math
+                _select_row(p, NP, RB, lane, zr)
+                if lane < RB:
+                    i = row0 + r0 + lane
+                    r = warp * RPW + r0 + lane
+                    if i >= n:
                         for c in range(m):
-                            p[o + c] += b[c]
+                            g[r, c] = 0.0
+                    else:
+                        for c in range(m):
+                            zr[c] += b[c]
                         if hess:
                             for c in range(m):
-                                p[o + m + c] += vb[c]
-                            _row_hess(kind, p, o, m, g, r)
+                                zr[m + c] += vb[c]
+                            _row_hess(kind, zr, 0, m, g, r)
                         else:
-                            loss += _row_loss_grad(kind, p, o, m, T, i, g, r)
+                            loss += _row_loss_grad(kind, zr, 0, m, T, i, g, r)
             cuda.syncthreads()
             # phase 2: a thread per feature (feature k is the bias), tile re-read from cache
             row0 = tile * R
@@ -294,8 +313,11 @@ def _tile_kernel(kind, m, kpt, hess):
             if j <= k:
                 for c in range(m):
                     partials[blk, c * (k + 1) + j] = acc[q, c]
+        lw = cuda.local.array(1, np.float64)      # per-lane losses, summed by the butterfly
+        lw[0] = loss
+        _warp_allreduce(lw, 1)
         if lane == 0:
-            warp_loss[warp] = loss
+            warp_loss[warp] = lw[0]
         cuda.syncthreads()
         if tid == 0:
             s = 0.0
@@ -331,6 +353,7 @@ def _decision_kernel(m):
         lane = cuda.threadIdx.x % 32
         warp = cuda.threadIdx.x // 32
         p = cuda.local.array(NPB, np.float64)
+        zr = cuda.local.array(m, np.float64)
         # the loop bound is the block's first row: uniform over the block, as the reduction needs
         step = NWARPS * RB
         for base in range(cuda.blockIdx.x * step, n, cuda.gridDim.x * step):
@@ -345,12 +368,11 @@ def _decision_kernel(m):
                         for c in range(m):
                             p[rr * m + c] += x * Wt[c, j]
             _warp_allreduce(p, NPB)
-            if lane == 0:
-                for rr in range(RB):
-                    i = row0 + rr
-                    if i < n:
-                        for c in range(m):
-                            Z[i, c] = p[rr * m + c] + b[c]
+            _select_row(p, m, RB, lane, zr)       # lane rr writes row rr of the batch
+            i = row0 + lane
+            if lane < RB and i < n:
+                for c in range(m):
+                    Z[i, c] = zr[c] + b[c]
 
     _KERNELS[key] = kernel
     return kernel
