@@ -122,6 +122,7 @@ class LBFGSConfig(SolverConfig):
 class BackendConfig:
     name: str = "cpu"
     dtype: str = "float64"
+    threads: int | None = None  # numba threads; None: numba's default (all cores)
 
 
 @dataclass
@@ -207,6 +208,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"dataset.val_size + dataset.test_size = {d.val_size + d.test_size} "
                           "leaves no training data; allowed: a sum below 0.95")
     _allowed("backend.dtype", config.backend.dtype, ("float64", "float32"))
+    if config.backend.threads is not None:
+        _range("backend.threads", config.backend.threads, 1)
     if d.source == "sklearn":
         _allowed("dataset.name", d.name, list(SKLEARN_SETS))
     if d.task != "auto" or d.source != "file":

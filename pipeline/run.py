@@ -75,6 +75,11 @@ class Progress:
 def _fit(config: cfgmod.Config, data: datamod.Dataset, callback: Progress) -> Any:
     from pipeline import fit
 
+    if config.backend.threads is not None:
+        import numba
+
+        numba.set_num_threads(min(config.backend.threads, numba.config.NUMBA_NUM_THREADS))
+
     return fit(data.X["train"], data.y["train"], model=config.model.name, reg=config.reg.name,
                lam=config.reg.lam, l1_ratio=config.reg.l1_ratio, solver=config.solver.name,
                tol=config.solver.tol, max_iter=config.solver.max_iter, seed=config.seed,
