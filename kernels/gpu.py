@@ -312,7 +312,7 @@ def _tile_kernel(kind, m, kpt, hess):
             j = tid + q * THREADS
             if j <= k:
                 for c in range(m):
-                    partials[blk, c * (k + 1) + j] = acc[q, c]
+                    partials[c * (k + 1) + j, blk] = acc[q, c]
         lw = cuda.local.array(1, np.float64)      # per-lane losses, summed by the butterfly
         lw[0] = loss
         _warp_allreduce(lw, 1)
@@ -323,21 +323,40 @@ def _tile_kernel(kind, m, kpt, hess):
             s = 0.0
             for w in range(NWARPS):
                 s += warp_loss[w]
-            partials[blk, m * (k + 1)] = s
+            partials[m * (k + 1), blk] = s
 
     _KERNELS[key] = kernel
     return kernel
 
 
+COMBINE_OUTPUTS = 8  # sums a warp forms at once in _combine
+
+
 @cuda.jit
 def _combine(partials, out):
-    """out[p] = sum over blocks of partials[:, p], in block order (deterministic)."""
-    q = cuda.grid(1)
-    if q < out.shape[0]:
-        s = 0.0
-        for blk in range(partials.shape[0]):
-            s += partials[blk, q]
-        out[q] = s
+    """out[q] = sum over blocks of partials[q, :] (shape (size, nb)), in a fixed order.
+
+    A warp takes COMBINE_OUTPUTS rows of ``partials``; lane l adds blocks l, l + 32, ... in
+    order (coalesced, 8 independent sums in flight) and the butterfly adds the lanes.
+    """
+    size, nb = partials.shape
+    lane = cuda.threadIdx.x % 32
+    warp = cuda.threadIdx.x // 32
+    p = cuda.local.array(COMBINE_OUTPUTS, np.float64)
+    step = NWARPS * COMBINE_OUTPUTS
+    for base in range(cuda.blockIdx.x * step, size, cuda.gridDim.x * step):
+        q0 = base + warp * COMBINE_OUTPUTS
+        for qq in range(COMBINE_OUTPUTS):
+            p[qq] = 0.0
+        for t in range(lane, nb, 32):
+            for qq in range(COMBINE_OUTPUTS):
+                if q0 + qq < size:
+                    p[qq] += partials[q0 + qq, t]
+        _warp_allreduce(p, COMBINE_OUTPUTS)
+        if lane == 0:
+            for qq in range(COMBINE_OUTPUTS):
+                if q0 + qq < size:
+                    out[q0 + qq] = p[qq]
 
 
 def _decision_kernel(m):
@@ -425,7 +444,7 @@ def _buffers(nb, size):
     every iteration. This makes the host side not thread-safe (use processes, not threads)."""
     key = (nb, size)
     if key not in _BUFFERS:
-        _BUFFERS[key] = (cuda.device_array((nb, size), dtype=np.float64),
+        _BUFFERS[key] = (cuda.device_array((size, nb), dtype=np.float64),
                          cuda.device_array(size, dtype=np.float64))
     return _BUFFERS[key]
 
@@ -438,7 +457,8 @@ def _fused_pass(kind, Xd, Td, Wd, bd, Vd, vbd, m, hess):
     size = m * (k + 1) + 1
     partials, out = _buffers(nb, size)
     _tile_kernel(kind, m, kpt, hess)[nb, THREADS](Xd, Td, Wd, bd, Vd, vbd, partials)
-    _combine[(size + FLAT_THREADS - 1) // FLAT_THREADS, FLAT_THREADS](partials, out)
+    per_block = NWARPS * COMBINE_OUTPUTS
+    _combine[(size + per_block - 1) // per_block, THREADS](partials, out)
     return out.copy_to_host()
 
 
