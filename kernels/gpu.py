@@ -254,6 +254,7 @@ def _tile_kernel(kind, m, kpt, hess):
         acc = cuda.local.array((kpt, m), np.float64)
         p = cuda.local.array(NPB, np.float64)
         zr = cuda.local.array(NP, np.float64)
+        wj = cuda.local.array(NP, np.float64)
         for q in range(kpt):
             for c in range(m):
                 acc[q, c] = 0.0
@@ -265,17 +266,21 @@ def _tile_kernel(kind, m, kpt, hess):
             for r0 in range(0, RPW, RB):
                 for q in range(NPB):
                     p[q] = 0.0
-                for rr in range(RB):
-                    i = row0 + r0 + rr
-                    if i < n:
-                        o = rr * NP
-                        for j in range(lane, k, 32):
-                            x = float(X[i, j])
-                            for c in range(m):
-                                p[o + c] += x * Wt[c, j]
-                            if hess:
-                                for c in range(m):
-                                    p[o + m + c] += x * Vt[c, j]
+                # feature-major: W's column j is loaded once for the RB rows, and the RB
+                # independent loads of X keep more memory requests in flight
+                nv = n - (row0 + r0)              # rows of this batch inside X (may be <= 0)
+                for j in range(lane, k, 32):
+                    for c in range(m):
+                        wj[c] = Wt[c, j]
+                        if hess:
+                            wj[m + c] = Vt[c, j]
+                    for rr in range(RB):
+                        # unconditional (clamped) loads, rows past n zeroed: no branch
+                        # between the loads, so all RB are issued before the first FMA waits
+                        x = float(X[min(row0 + r0 + rr, n - 1), j])
+                        x = x if rr < nv else 0.0
+                        for c in range(NP):
+                            p[rr * NP + c] += x * wj[c]
                 _warp_allreduce(p, NPB)
                 # every lane now holds all RB rows' sums: lane rr does row rr's loss math
                 _select_row(p, NP, RB, lane, zr)
@@ -300,12 +305,13 @@ def _tile_kernel(kind, m, kpt, hess):
             for q in range(kpt):
                 j = tid + q * THREADS
                 if j <= k:
+                    jj = min(j, k - 1)
                     for r in range(R):
-                        i = row0 + r
-                        if i < n:
-                            x = 1.0 if j == k else float(X[i, j])
-                            for c in range(m):
-                                acc[q, c] += x * g[r, c]
+                        # branch-free clamped loads again; g is 0 for rows past n
+                        x = float(X[min(row0 + r, n - 1), jj])
+                        x = 1.0 if j == k else (x if row0 + r < n else 0.0)
+                        for c in range(m):
+                            acc[q, c] += x * g[r, c]
             cuda.syncthreads()
         blk = cuda.blockIdx.x
         for q in range(kpt):
@@ -373,19 +379,22 @@ def _decision_kernel(m):
         warp = cuda.threadIdx.x // 32
         p = cuda.local.array(NPB, np.float64)
         zr = cuda.local.array(m, np.float64)
+        wj = cuda.local.array(m, np.float64)
         # the loop bound is the block's first row: uniform over the block, as the reduction needs
         step = NWARPS * RB
         for base in range(cuda.blockIdx.x * step, n, cuda.gridDim.x * step):
             row0 = base + warp * RB
             for q in range(NPB):
                 p[q] = 0.0
-            for rr in range(RB):
-                i = row0 + rr
-                if i < n:
-                    for j in range(lane, k, 32):
-                        x = float(X[i, j])
-                        for c in range(m):
-                            p[rr * m + c] += x * Wt[c, j]
+            nv = n - row0
+            for j in range(lane, k, 32):
+                for c in range(m):
+                    wj[c] = Wt[c, j]
+                for rr in range(RB):              # clamped loads: see _tile_kernel
+                    x = float(X[min(row0 + rr, n - 1), j])
+                    x = x if rr < nv else 0.0
+                    for c in range(m):
+                        p[rr * m + c] += x * wj[c]
             _warp_allreduce(p, NPB)
             _select_row(p, m, RB, lane, zr)       # lane rr writes row rr of the batch
             i = row0 + lane
