@@ -25,11 +25,15 @@ Blocks of ``THREADS`` threads walk over tiles of ``TILE_ROWS`` rows (grid-stride
    and accumulates ``sum_r X[r, j] g[r, :]`` in registers. This re-read of the tile hits L1/L2,
    so DRAM sees ``X`` once per evaluation.
 
-At the end every block writes its partial sums to its own row of a ``partials`` array and a
-second kernel adds the rows in block order. The grid size depends only on ``n``, so results are
-bit-identical from run to run. All arithmetic is float64 (float32 ``X`` is widened on load): a
-fused pass is memory-bound on data-centre GPUs, and float64 accumulation keeps the float32
-error at the input rounding only. (On consumer GPUs with slow float64 this is compute-bound.)
+At the end every block writes its partial sums to its own column of a ``partials`` array and a
+second kernel adds the columns in a fixed order. The grid size depends only on ``n``, so results
+are bit-identical from run to run (no atomics anywhere).
+
+All arithmetic is float64 (float32 ``X`` is widened on load): a fused pass is memory-bound on
+data-centre GPUs, and float64 accumulation keeps the float32 error at the input rounding only
+(on consumer GPUs, with slow float64, it is compute-bound). Per-thread accumulators live in
+registers for k up to a few hundred features (checked in the PTX for sm_90); for thousands of
+features they spill to (cached) local memory.
 
 Under the numba CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, used by CI) warp shuffles are not
 available, so ``_warp_allreduce`` is replaced by a shared-memory version that adds the same
@@ -98,8 +102,8 @@ if SIMULATOR:
     def _warp_allreduce(p, count):
         """Simulator twin of the shuffle butterfly: same additions in the same order.
 
-        Lane 0 of each warp adds the 32 values pairwise (lanes l and l + half, half = 16, ..., 1),
-        which is the tree the butterfly builds; all lanes then read lane 0's totals.
+        Every lane adds its warp's 32 values pairwise (lanes l and l + half, half = 16, ..., 1),
+        which is the tree the butterfly builds for every lane (fp addition is commutative).
         """
         buf = cuda.shared.array((THREADS, _SIM_MAXP), np.float64)
         tid = cuda.threadIdx.x
@@ -163,59 +167,59 @@ def _sigmoid(t):
 
 
 @cuda.jit(device=True)
-def _row_loss_grad(kind, p, o, m, T, i, g, r):
-    """Loss of row ``i`` from logits ``p[o:o+m]``; writes dloss/dz to ``g[r, :]``."""
+def _row_loss_grad(kind, z, m, T, i, g, r):
+    """Loss of row ``i`` from its logits ``z[:m]``; writes dloss/dz to ``g[r, :]``."""
     loss = 0.0
     if kind == LINEAR:
         for c in range(m):
-            d = p[o + c] - T[i, c]
+            d = z[c] - T[i, c]
             loss += d * d
             g[r, c] = 2.0 * d
     elif kind == SIGMOID:
         for c in range(m):
-            z = p[o + c]
-            loss += _softplus(z) - T[i, c] * z
-            g[r, c] = _sigmoid(z) - T[i, c]
+            loss += _softplus(z[c]) - T[i, c] * z[c]
+            g[r, c] = _sigmoid(z[c]) - T[i, c]
     else:
         cls = int(T[i, 0])
-        zmax = p[o]
+        zmax = z[0]
         for c in range(1, m):
-            zmax = max(zmax, p[o + c])
+            zmax = max(zmax, z[c])
         s = 0.0
         for c in range(m):
-            s += math.exp(p[o + c] - zmax)
-        loss = zmax + math.log(s) - p[o + cls]
+            s += math.exp(z[c] - zmax)
+        loss = zmax + math.log(s) - z[cls]
         for c in range(m):
-            g[r, c] = math.exp(p[o + c] - zmax) / s
+            g[r, c] = math.exp(z[c] - zmax) / s
         g[r, cls] -= 1.0
     return loss
 
 
 @cuda.jit(device=True)
-def _row_hess(kind, p, o, m, g, r):
-    """Row Hessian (z-space) at ``z = p[o:o+m]`` applied to ``u = p[o+m:o+2m]``, into ``g[r]``."""
-    u = o + m
+def _row_hess(kind, zu, m, g, r):
+    """Row Hessian (z-space) at ``z = zu[:m]`` applied to ``u = zu[m:2m]``, into ``g[r, :]``.
+
+    Overwrites ``zu[:m]`` with the softmax probabilities (softmax kind)."""
     if kind == LINEAR:
         for c in range(m):
-            g[r, c] = 2.0 * p[u + c]
+            g[r, c] = 2.0 * zu[m + c]
     elif kind == SIGMOID:
         for c in range(m):
-            s = _sigmoid(p[o + c])
-            g[r, c] = p[u + c] * (s * (1.0 - s))
+            s = _sigmoid(zu[c])
+            g[r, c] = zu[m + c] * (s * (1.0 - s))
     else:
-        zmax = p[o]
+        zmax = zu[0]
         for c in range(1, m):
-            zmax = max(zmax, p[o + c])
+            zmax = max(zmax, zu[c])
         s = 0.0
         for c in range(m):
-            p[o + c] = math.exp(p[o + c] - zmax)
-            s += p[o + c]
+            zu[c] = math.exp(zu[c] - zmax)
+            s += zu[c]
         pu = 0.0
         for c in range(m):
-            p[o + c] /= s
-            pu += p[o + c] * p[u + c]
+            zu[c] /= s
+            pu += zu[c] * zu[m + c]
         for c in range(m):
-            g[r, c] = p[o + c] * (p[u + c] - pu)
+            g[r, c] = zu[c] * (zu[m + c] - pu)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -296,9 +300,9 @@ def _tile_kernel(kind, m, kpt, hess):
                         if hess:
                             for c in range(m):
                                 zr[m + c] += vb[c]
-                            _row_hess(kind, zr, 0, m, g, r)
+                            _row_hess(kind, zr, m, g, r)
                         else:
-                            loss += _row_loss_grad(kind, zr, 0, m, T, i, g, r)
+                            loss += _row_loss_grad(kind, zr, m, T, i, g, r)
             cuda.syncthreads()
             # phase 2: a thread per feature (feature k is the bias), tile re-read from cache
             row0 = tile * R
@@ -441,6 +445,11 @@ def _params(X, W, b):
     return cuda.to_device(Wt), cuda.to_device(np.ascontiguousarray(b, dtype=np.float64))
 
 
+def _check_kind(kind):
+    if kind not in (LINEAR, SIGMOID, SOFTMAX):
+        raise ValueError(f"unknown kind {kind!r}; use LINEAR, SIGMOID or SOFTMAX")
+
+
 def _grid(n):
     return max(1, min(MAX_BLOCKS, (n + TILE_ROWS - 1) // TILE_ROWS))
 
@@ -483,12 +492,11 @@ def gpu_loss_grad(kind, X, T, W, b, G_out, gb_out):
     ``kind`` is ``LINEAR``, ``SIGMOID`` or ``SOFTMAX`` (``kernels.losses``); ``X`` (n, k) and
     ``T`` (n, m) float64 (class index in column 0 for softmax) preferably device-resident.
     """
+    _check_kind(kind)
     Xd, Td = _data(X, T)
     Wd, bd = _params(X, W, b)
     n, k = X.shape
     m = Wd.shape[0]
-    if kind not in (LINEAR, SIGMOID, SOFTMAX):
-        raise ValueError(f"unknown kind {kind!r}")
     sums = _fused_pass(kind, Xd, Td, Wd, bd, Wd, bd, m, False)
     _unpack(sums, n, k, m, G_out, gb_out)
     return float(sums[-1] / n)
@@ -496,13 +504,12 @@ def gpu_loss_grad(kind, X, T, W, b, G_out, gb_out):
 
 def gpu_hessp(kind, X, W, b, V, vb, H_out, hb_out):
     """Hessian of the mean loss at (W, b) applied to (V, vb), into host ``H_out``, ``hb_out``."""
+    _check_kind(kind)
     Xd, _ = _data(X)
     Wd, bd = _params(X, W, b)
     Vd, vbd = _params(X, V, vb)
     n, k = X.shape
     m = Wd.shape[0]
-    if kind not in (LINEAR, SIGMOID, SOFTMAX):
-        raise ValueError(f"unknown kind {kind!r}")
     # T is unused by the Hessian; any float64 2-D device array satisfies the signature
     sums = _fused_pass(kind, Xd, Wd, Wd, bd, Vd, vbd, m, True)
     _unpack(sums, n, k, m, H_out, hb_out)
