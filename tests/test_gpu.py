@@ -83,6 +83,7 @@ def _gpu_outputs(gpu, cases):
         Wh = _prox_input()
         fn(Wh, *args)
         out[f"prox-{reg}"] = dict(device=Wd.copy_to_host(), host=Wh)
+    out["available"] = gpu.cuda_available()
     return out
 
 
@@ -199,6 +200,8 @@ def test_simulator_parity(cases, tmp_path):
         for where in ("device", "host"):
             if not np.array_equal(sim[f"prox-{reg}"][where], want):
                 failures.append(f"prox_{reg} ({where} array) differs from the CPU prox")
+    if not sim["available"][0]:
+        failures.append(f"cuda_available() under the simulator: {sim['available']}")
     assert not failures, "\n".join(failures)
 
 
