@@ -196,7 +196,7 @@ def main(argv=None):
     Xd = make_data(n, k)
     bw = copy_bandwidth(Xd, args.reps)
     xbytes = Xd.nbytes
-    print(f"copy bandwidth (device-to-device, read + write): {bw / 1e9:.0f} GB/s")
+    print(f"copy bandwidth (device-to-device, read + write): {bw / 1e9:.0f} GB/s", flush=True)
     rng = np.random.default_rng(2)
     rows, ok = [], True
     for kind, m in ((SIGMOID, 1), (LINEAR, 1), (SOFTMAX, args.m_softmax)):
@@ -216,6 +216,8 @@ def main(argv=None):
         name = f"{KIND_NAMES[kind]} m={m}"
         rows.append((f"gpu_loss_grad {name}", t_lg, err_lg))
         rows.append((f"gpu_hessp {name}", t_h, err_h))
+        print(f"  {name}: loss_grad {t_lg * 1e3:.3f} ms (rel err {err_lg:.1e}), "
+              f"hessp {t_h * 1e3:.3f} ms (rel err {err_h:.1e})", flush=True)
         if kind == SIGMOID:
             other = torch_or_cupy_pass(Xd, T[:, 0], W[:, 0], float(b[0]), args.reps)
             if other is None:
