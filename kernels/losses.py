@@ -431,22 +431,16 @@ def _block_hessp(kind, X, Wt, b, Vt, vb, start, stop, Ht_out, hb_out, z, u):
             _axpy(u[c], x, Ht_out[c])
 
 
-@njit(cache=CACHE, parallel=True)
+@njit(cache=CACHE)
 def _combine(part_G, part_b, G_out, gb_out, scale):
     """G_out (k, m) = scale * sum over blocks, added in block order (deterministic)."""
     nb, m, k = part_G.shape
-    chunk = 64
-    n_chunks = (k + chunk - 1) // chunk
-    for ch in prange(n_chunks):
-        lo = ch * chunk
-        hi = min(k, lo + chunk)
-        for c in range(m):
-            acc = np.zeros(hi - lo)
-            for ib in range(nb):
-                for j in range(lo, hi):
-                    acc[j - lo] += part_G[ib, c, j]
-            for j in range(lo, hi):
-                G_out[j, c] = acc[j - lo] * scale
+    acc = np.zeros((m, k))
+    for ib in range(nb):
+        acc += part_G[ib]
+    for c in range(m):
+        for j in range(k):
+            G_out[j, c] = acc[c, j] * scale
     for c in range(m):
         s = 0.0
         for ib in range(nb):
@@ -501,6 +495,18 @@ def _decision(X, Wt, b, Z_out):
         _logits(X[i], Wt, b, Z_out[i])
 
 
+# Serial twins (same code, same block order, so bit-identical results) for small problems,
+# where starting threads costs more than the pass itself.
+_loss_grad_serial = njit(cache=CACHE)(_loss_grad.py_func)
+_hessp_serial = njit(cache=CACHE)(_hessp.py_func)
+_decision_serial = njit(cache=CACHE, fastmath=FASTMATH)(_decision.py_func)
+SERIAL_BELOW = 1 << 18  # n * k * m under which one thread is faster
+
+
+def _serial(X, m):
+    return X.shape[0] * X.shape[1] * m < SERIAL_BELOW
+
+
 # --------------------------------------------------------------------------- public wrappers
 def _check(X, W, b):
     if X.ndim != 2 or not X.flags.c_contiguous or X.dtype not in (np.float32, np.float64):
@@ -518,14 +524,16 @@ def loss_grad(kind, X, T, W, b, G_out, gb_out, block=BLOCK_ROWS):
     (the class index in column 0 for softmax).
     """
     Wt, b = _check(X, W, b)
-    return _loss_grad(kind, X, T, Wt, b, G_out, gb_out, block)
+    run = _loss_grad_serial if _serial(X, Wt.shape[0]) else _loss_grad
+    return run(kind, X, T, Wt, b, G_out, gb_out, block)
 
 
 def hessp(kind, X, W, b, V, vb, H_out, hb_out, block=BLOCK_ROWS):
     """Hessian of the mean loss at (W, b) applied to the direction (V, vb), into the ``_out``s."""
     Wt, b = _check(X, W, b)
     Vt = np.ascontiguousarray(V.T, dtype=np.float64)
-    _hessp(kind, X, Wt, b, Vt, np.ascontiguousarray(vb, dtype=np.float64), H_out, hb_out, block)
+    run = _hessp_serial if _serial(X, Wt.shape[0]) else _hessp
+    run(kind, X, Wt, b, Vt, np.ascontiguousarray(vb, dtype=np.float64), H_out, hb_out, block)
 
 
 def decision_function(X, W, b, Z_out=None):
@@ -533,7 +541,7 @@ def decision_function(X, W, b, Z_out=None):
     Wt, b = _check(X, W, b)
     if Z_out is None:
         Z_out = np.empty((X.shape[0], Wt.shape[0]))
-    _decision(X, Wt, b, Z_out)
+    (_decision_serial if _serial(X, Wt.shape[0]) else _decision)(X, Wt, b, Z_out)
     return Z_out
 
 
