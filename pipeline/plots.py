@@ -23,7 +23,6 @@ def _plt():
 
 def _save(fig, out_dir: Path, name: str) -> Path:
     path = out_dir / name
-    fig.tight_layout()
     fig.savefig(path, dpi=80)
     _plt().close(fig)
     return path
@@ -32,7 +31,7 @@ def _save(fig, out_dir: Path, name: str) -> Path:
 def objective(history: list[float], out_dir: Path) -> Path:
     """Objective F per solver step (log scale when it stays positive)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
     h = np.asarray(history, dtype=float)
     ax.plot(np.arange(1, len(h) + 1), h)
     if len(h) and np.all(h > 0):
@@ -47,14 +46,17 @@ def confusion(y: np.ndarray, pred: np.ndarray, labels: list[str], out_dir: Path)
     m = len(labels)
     C = np.zeros((m, m), dtype=np.int64)
     np.add.at(C, (np.asarray(y, np.int64), np.asarray(pred, np.int64)), 1)
-    fig, ax = plt.subplots(figsize=(1.5 + 0.45 * m, 1.2 + 0.45 * m))
-    ax.imshow(C, cmap="Blues")
+    side = max(3.5, 1.5 + 0.45 * m)
+    fig, ax = plt.subplots(figsize=(side, side), layout="constrained")
+    ax.imshow(C, cmap="Blues", vmin=0)
     for i in range(m):
         for j in range(m):
-            ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=8)
+            dark = C[i, j] > 0.6 * C.max()
+            ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black")
     ax.set(xticks=range(m), yticks=range(m), xlabel="predicted", ylabel="true",
            title="Confusion matrix (test)")
-    ax.set_xticklabels(labels, rotation=90, fontsize=7)
+    ax.set_xticklabels(labels, rotation=90 if m > 4 else 0, fontsize=7)
     ax.set_yticklabels(labels, fontsize=7)
     return _save(fig, out_dir, "confusion_matrix.png")
 
@@ -66,7 +68,7 @@ def roc(y: np.ndarray, score: np.ndarray, out_dir: Path) -> Path:
     hits = np.asarray(y)[order] == 1
     tpr = np.concatenate([[0.0], np.cumsum(hits) / max(1, hits.sum())])
     fpr = np.concatenate([[0.0], np.cumsum(~hits) / max(1, (~hits).sum())])
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig, ax = plt.subplots(figsize=(4, 4), layout="constrained")
     ax.plot(fpr, tpr)
     ax.plot([0, 1], [0, 1], ls="--", c="grey")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
@@ -76,7 +78,7 @@ def roc(y: np.ndarray, score: np.ndarray, out_dir: Path) -> Path:
 def predicted_vs_true(y: np.ndarray, pred: np.ndarray, out_dir: Path) -> Path:
     """Scatter of predictions against targets (regression, test split)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig, ax = plt.subplots(figsize=(4, 4), layout="constrained")
     ax.scatter(np.ravel(y), np.ravel(pred), s=8, alpha=0.6)
     lo, hi = float(min(np.min(y), np.min(pred))), float(max(np.max(y), np.max(pred)))
     ax.plot([lo, hi], [lo, hi], ls="--", c="grey")
@@ -89,7 +91,7 @@ def coefficients(W: np.ndarray, names: list[str], out_dir: Path, top: int = 30) 
     plt = _plt()
     mag = np.abs(W).sum(axis=1)
     order = np.argsort(mag)[::-1][:top]
-    fig, ax = plt.subplots(figsize=(5, 1 + 0.22 * len(order)))
+    fig, ax = plt.subplots(figsize=(5, 1 + 0.22 * len(order)), layout="constrained")
     ax.barh(np.arange(len(order))[::-1], mag[order])
     ax.set_yticks(np.arange(len(order))[::-1])
     ax.set_yticklabels([names[i] for i in order], fontsize=7)
