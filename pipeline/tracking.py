@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -76,10 +77,12 @@ def resolve_uri(uri: str | None) -> str:
     return uri
 
 
-def artifact_location(uri: str) -> str | None:
-    """Artifacts next to a SQLite store (``<dir>/mlruns``); servers decide their own."""
+def artifact_location(uri: str, experiment: str = "") -> str | None:
+    """Artifacts next to a SQLite store (``<dir>/mlruns/<experiment>``); servers decide."""
     if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).parent / "mlruns").resolve().as_uri()
+        folder = re.sub(r"[^A-Za-z0-9_.-]+", "_", experiment).strip("._")
+        path = Path(uri[len("sqlite:///"):]).parent / "mlruns" / folder
+        return path.resolve().as_uri()
     return None
 
 
@@ -92,7 +95,7 @@ def ensure_experiment(uri: str, name: str) -> str:
     if exp is not None:
         return exp.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=artifact_location(uri))
+        return client.create_experiment(name, artifact_location=artifact_location(uri, name))
     except Exception:  # another process created it in between
         exp = client.get_experiment_by_name(name)
         if exp is None:

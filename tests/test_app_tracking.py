@@ -22,8 +22,8 @@ def test_default_store_is_an_absolute_sqlite_path_under_the_root(monkeypatch, tm
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     assert tracking.resolve_uri(None) == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert tracking.resolve_uri("sqlite:///rel.db") == f"sqlite:///{tmp_path / 'rel.db'}"
-    assert tracking.artifact_location(f"sqlite:///{tmp_path}/mlflow.db") == (
-        (tmp_path / "mlruns").as_uri())
+    assert tracking.artifact_location(f"sqlite:///{tmp_path}/mlflow.db", "my exp") == (
+        (tmp_path / "mlruns" / "my_exp").as_uri())
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert tracking.resolve_uri(None) == "http://127.0.0.1:5000"
     assert tracking.resolve_uri("http://h:1") == "http://h:1"
