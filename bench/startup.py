@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -21,13 +22,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _time(cmd: list[str], cwd: str, env: dict[str, str]) -> float:
+def _time(cmd: list[str], cwd: str, env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + sys of the child and its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if res.returncode != 0:
         sys.exit(f"command failed: {' '.join(cmd)}\n{res.stderr[-3000:]}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
 
 
 def main() -> None:
@@ -48,11 +53,18 @@ def main() -> None:
         for _ in range(args.repeat):
             t_imp.append(_time(imp, tmp, env))
             t_app.append(_time(app, tmp, env))
-    a, i = statistics.median(t_app), statistics.median(t_imp)
-    print(f"python -c 'import mlflow'             median {i:6.2f} s  (min {min(t_imp):.2f})")
-    print(f"python -m pipeline dataset=breast_cancer median {a:6.2f} s  (min {min(t_app):.2f})")
-    print(f"ratio {a / i:.2f}x (target <= 2x); {args.repeat} interleaved repeats, "
-          f"{os.cpu_count()} CPUs")
+    med = statistics.median
+    rows = [("python -c 'import mlflow'", t_imp),
+            ("python -m pipeline dataset=breast_cancer", t_app)]
+    print(f"{'command':42s} {'wall median':>11s} {'wall min':>9s} {'CPU median':>11s}")
+    for name, ts in rows:
+        wall, cpu = [t[0] for t in ts], [t[1] for t in ts]
+        print(f"{name:42s} {med(wall):10.2f}s {min(wall):8.2f}s {med(cpu):10.2f}s")
+    ratio_wall = med([t[0] for t in t_app]) / med([t[0] for t in t_imp])
+    ratio_cpu = med([t[1] for t in t_app]) / med([t[1] for t in t_imp])
+    print(f"ratio: wall {ratio_wall:.2f}x, CPU {ratio_cpu:.2f}x (target <= 2x); "
+          f"{args.repeat} interleaved repeats, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
