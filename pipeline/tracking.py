@@ -93,6 +93,8 @@ def ensure_experiment(uri: str, name: str) -> str:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if exp.lifecycle_stage == "deleted":  # deleted in the UI: bring it back, don't fail
+            client.restore_experiment(exp.experiment_id)
         return exp.experiment_id
     try:
         return client.create_experiment(name, artifact_location=artifact_location(uri, name))
