@@ -13,6 +13,7 @@ a child run with ``parent_run_id``.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import re
 import signal
@@ -53,6 +54,8 @@ def _mlflow():
     if _preload is not None:
         _preload.join()
     import mlflow
+
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)  # "Validating input example"
 
     return mlflow
 
