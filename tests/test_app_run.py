@@ -62,3 +62,27 @@ def test_l1_makes_weights_sparse_and_summary_names_the_run(store, tmp_path):
     assert res.metrics["nonzero_weights"] < res.metrics["n_weights"]
     text = run.summary(res, compose(["model=linear", "dataset=diabetes", "reg=l1"]))
     assert res.run_id in text and "mlflow ui" in text and "test:" in text
+
+
+def test_progress_logs_a_validation_score_when_the_core_passes_the_weights():
+    from pipeline import data
+    from pipeline.config import DatasetConfig
+
+    d = data.load(DatasetConfig(name="iris", task="multiclass"), "softmax", 0)
+
+    class Stub:
+        steps: list = []
+
+        def add_step(self, step, values):
+            self.steps.append((step, values))
+
+    stub = Stub()
+    progress = run.Progress(stub, d, total=10, show=False)
+    progress(1, 0.9, 0.8)  # the contract's (step, F, L)
+    W, b = np.zeros((d.X["train"].shape[1], 3)), np.array([0.0, 5.0, 0.0])
+    progress(2, 0.7, 0.6, W, b)  # a core that also passes W, b
+    progress.close()
+    assert stub.steps[0] == (1, {"objective": 0.9, "data_loss": 0.8})
+    step, values = stub.steps[1]
+    acc = np.mean(d.y["val"] == 1)
+    assert step == 2 and values["step_val_accuracy"] == pytest.approx(acc)
