@@ -89,6 +89,7 @@ THREADS = 64 if SIMULATOR else 128          # threads per block, a multiple of 3
 TILE_ROWS = 32                              # rows per tile, a multiple of THREADS // 32
 DECISION_ROWS = 8 if SIMULATOR else 4       # rows per warp per step of the logits kernel
 MAX_BLOCKS = 2 if SIMULATOR else 2048       # grid size cap; fixed, so results are repeatable
+WARP_BLOCKS = 2 if SIMULATOR else 1024      # the same for the register kernel
 FLAT_THREADS = 32 if SIMULATOR else 256     # threads per block of the element-wise kernels
 NWARPS = THREADS // 32
 _FULL = 0xFFFFFFFF
@@ -119,7 +120,27 @@ if SIMULATOR:
         cuda.syncthreads()
         for c in range(count):
             p[c] = s[0, c]
+    @cuda.jit(device=True)
+    def _warp_gather(v, width, rows, out):
+        """Simulator twin of the shuffle broadcast in ``_warp_gather`` below."""
+        buf = cuda.shared.array((THREADS, _SIM_MAXP), np.float64)
+        tid = cuda.threadIdx.x
+        base = tid - tid % 32
+        for c in range(width):
+            buf[tid, c] = v[c]
+        cuda.syncthreads()
+        for rr in range(rows):
+            for c in range(width):
+                out[rr * width + c] = buf[base + rr, c]
+        cuda.syncthreads()
 else:
+    @cuda.jit(device=True)
+    def _warp_gather(v, width, rows, out):
+        """out[rr * width + c] = lane rr's ``v[c]``, for every lane (shuffle broadcasts)."""
+        for rr in range(rows):
+            for c in range(width):
+                out[rr * width + c] = cuda.shfl_sync(_FULL, v[c], rr)
+
     @cuda.jit(device=True)
     def _warp_allreduce(p, count):
         """Sum ``p[:count]`` over the 32 lanes; every lane gets the (bit-identical) total."""
@@ -167,18 +188,18 @@ def _sigmoid(t):
 
 
 @cuda.jit(device=True)
-def _row_loss_grad(kind, z, m, T, i, g, r):
-    """Loss of row ``i`` from its logits ``z[:m]``; writes dloss/dz to ``g[r, :]``."""
+def _row_loss_grad(kind, z, m, T, i, g):
+    """Loss of row ``i`` from its logits ``z[:m]``; writes dloss/dz to ``g[:m]``."""
     loss = 0.0
     if kind == LINEAR:
         for c in range(m):
             d = z[c] - T[i, c]
             loss += d * d
-            g[r, c] = 2.0 * d
+            g[c] = 2.0 * d
     elif kind == SIGMOID:
         for c in range(m):
             loss += _softplus(z[c]) - T[i, c] * z[c]
-            g[r, c] = _sigmoid(z[c]) - T[i, c]
+            g[c] = _sigmoid(z[c]) - T[i, c]
     else:
         cls = int(T[i, 0])
         zmax = z[0]
@@ -189,23 +210,23 @@ def _row_loss_grad(kind, z, m, T, i, g, r):
             s += math.exp(z[c] - zmax)
         loss = zmax + math.log(s) - z[cls]
         for c in range(m):
-            g[r, c] = math.exp(z[c] - zmax) / s
-        g[r, cls] -= 1.0
+            g[c] = math.exp(z[c] - zmax) / s
+        g[cls] -= 1.0
     return loss
 
 
 @cuda.jit(device=True)
-def _row_hess(kind, zu, m, g, r):
-    """Row Hessian (z-space) at ``z = zu[:m]`` applied to ``u = zu[m:2m]``, into ``g[r, :]``.
+def _row_hess(kind, zu, m, g):
+    """Row Hessian (z-space) at ``z = zu[:m]`` applied to ``u = zu[m:2m]``, into ``g[:m]``.
 
     Overwrites ``zu[:m]`` with the softmax probabilities (softmax kind)."""
     if kind == LINEAR:
         for c in range(m):
-            g[r, c] = 2.0 * zu[m + c]
+            g[c] = 2.0 * zu[m + c]
     elif kind == SIGMOID:
         for c in range(m):
             s = _sigmoid(zu[c])
-            g[r, c] = zu[m + c] * (s * (1.0 - s))
+            g[c] = zu[m + c] * (s * (1.0 - s))
     else:
         zmax = zu[0]
         for c in range(1, m):
@@ -219,7 +240,7 @@ def _row_hess(kind, zu, m, g, r):
             zu[c] /= s
             pu += zu[c] * zu[m + c]
         for c in range(m):
-            g[r, c] = zu[c] * (zu[m + c] - pu)
+            g[c] = zu[c] * (zu[m + c] - pu)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -233,6 +254,114 @@ def _rows_per_batch(rows, np_):
     while not SIMULATOR and rb > 1 and rb * np_ > 16:
         rb //= 2
     return rb
+
+
+REGISTER_BUDGET = 64  # float64 values per lane the register kernel may hold (W, sums, x)
+
+
+def _warp_plan(k, m, hess):
+    """``(kpl, rb)`` for ``_warp_kernel`` (features per lane, rows per batch), or None when its
+    per-lane arrays would not fit in registers (wide data: ``_tile_kernel`` then)."""
+    np_ = 2 * m if hess else m
+    kpl = (k + 31) // 32
+    rb = 8
+    while rb > 1 and (rb * np_ > 16 or rb * kpl > 16):
+        rb //= 2
+    if kpl * (np_ + m) + rb * kpl > REGISTER_BUDGET:
+        return None
+    return kpl, (16 if SIMULATOR else rb)  # the simulator: fewer barriers, same code
+
+
+def _warp_kernel(kind, m, kpl, rb, hess):
+    """Register kernel: each warp owns rows and keeps its x values, W and sums in registers.
+
+    A warp loads ``rb`` rows (lanes over features, coalesced, all loads in flight at once),
+    reduces their logits with the butterfly, lane ``r`` computes row ``r``'s ``g``, the ``g``s
+    are broadcast with shuffles and ``x g^T`` is added to per-lane accumulators, with the x
+    values still in registers: X is read exactly once, no shared memory, no block barrier.
+    Each warp writes its sums to its own column of ``partials``.
+    """
+    key = ("warp", kind, m, kpl, rb, hess)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    NP = 2 * m if hess else m
+    NX, NW, NA, NPB, NG = rb * kpl, kpl * NP, kpl * m, rb * NP, rb * m
+
+    @cuda.jit
+    def kernel(X, T, Wt, b, Vt, vb, partials):
+        n, k = X.shape
+        lane = cuda.threadIdx.x % 32
+        warp = cuda.threadIdx.x // 32
+        w = cuda.local.array(NW, np.float64)      # W^T (and V^T) at the lane's features
+        acc = cuda.local.array(NA, np.float64)    # sum_rows x g at the lane's features
+        accb = cuda.local.array(m, np.float64)    # sum_rows g (the bias)
+        xs = cuda.local.array(NX, np.float64)     # the batch's x values
+        p = cuda.local.array(NPB, np.float64)
+        zr = cuda.local.array(NP, np.float64)
+        gr = cuda.local.array(m, np.float64)
+        gall = cuda.local.array(NG, np.float64)
+        for u in range(kpl):
+            j = lane + 32 * u
+            jc = min(j, k - 1)
+            for c in range(m):
+                w[u * NP + c] = Wt[c, jc] if j < k else 0.0
+                if hess:
+                    w[u * NP + m + c] = Vt[c, jc] if j < k else 0.0
+                acc[u * m + c] = 0.0
+        for c in range(m):
+            accb[c] = 0.0
+        loss = 0.0
+        step = NWARPS * rb      # block-uniform loop: every thread reduces equally often
+        for base in range(cuda.blockIdx.x * step, n, cuda.gridDim.x * step):
+            row0 = base + warp * rb
+            for rr in range(rb):                  # clamped, branch-free loads
+                i = min(row0 + rr, n - 1)
+                for u in range(kpl):
+                    j = lane + 32 * u
+                    x = float(X[i, min(j, k - 1)])
+                    xs[rr * kpl + u] = x if (j < k and row0 + rr < n) else 0.0
+            for q in range(NPB):
+                p[q] = 0.0
+            for rr in range(rb):
+                for u in range(kpl):
+                    for c in range(NP):
+                        p[rr * NP + c] += xs[rr * kpl + u] * w[u * NP + c]
+            _warp_allreduce(p, NPB)
+            _select_row(p, NP, rb, lane, zr)
+            for c in range(m):
+                gr[c] = 0.0
+            if lane < rb and row0 + lane < n:
+                for c in range(m):
+                    zr[c] += b[c]
+                if hess:
+                    for c in range(m):
+                        zr[m + c] += vb[c]
+                    _row_hess(kind, zr, m, gr)
+                else:
+                    loss += _row_loss_grad(kind, zr, m, T, row0 + lane, gr)
+            _warp_gather(gr, m, rb, gall)
+            for rr in range(rb):
+                for c in range(m):
+                    gv = gall[rr * m + c]
+                    accb[c] += gv
+                    for u in range(kpl):
+                        acc[u * m + c] += xs[rr * kpl + u] * gv
+        col = cuda.blockIdx.x * NWARPS + warp
+        for u in range(kpl):
+            j = lane + 32 * u
+            if j < k:
+                for c in range(m):
+                    partials[c * (k + 1) + j, col] = acc[u * m + c]
+        lw = cuda.local.array(1, np.float64)      # per-lane losses, summed by the butterfly
+        lw[0] = loss
+        _warp_allreduce(lw, 1)
+        if lane == 0:
+            for c in range(m):
+                partials[c * (k + 1) + k, col] = accb[c]
+            partials[m * (k + 1), col] = lw[0]
+
+    _KERNELS[key] = kernel
+    return kernel
 
 
 def _tile_kernel(kind, m, kpt, hess):
@@ -300,9 +429,9 @@ def _tile_kernel(kind, m, kpt, hess):
                         if hess:
                             for c in range(m):
                                 zr[m + c] += vb[c]
-                            _row_hess(kind, zr, m, g, r)
+                            _row_hess(kind, zr, m, g[r])
                         else:
-                            loss += _row_loss_grad(kind, zr, m, T, i, g, r)
+                            loss += _row_loss_grad(kind, zr, m, T, i, g[r])
             cuda.syncthreads()
             # phase 2: a thread per feature (feature k is the bias), tile re-read from cache
             row0 = tile * R
@@ -339,29 +468,38 @@ def _tile_kernel(kind, m, kpt, hess):
     return kernel
 
 
-COMBINE_OUTPUTS = 8  # sums a warp forms at once in _combine
+COMBINE_OUTPUTS = 4  # sums a warp forms at once in _combine
+COMBINE_UNROLL = 8   # columns a lane loads per step (all in flight together)
 
 
 @cuda.jit
 def _combine(partials, out):
-    """out[q] = sum over blocks of partials[q, :] (shape (size, nb)), in a fixed order.
+    """out[q] = sum over columns of partials[q, :] (shape (size, cols)), in a fixed order.
 
-    A warp takes COMBINE_OUTPUTS rows of ``partials``; lane l adds blocks l, l + 32, ... in
-    order (coalesced, 8 independent sums in flight) and the butterfly adds the lanes.
+    A warp takes COMBINE_OUTPUTS rows of ``partials``; lane l adds columns l, l + 32, ... in
+    order (coalesced; COMBINE_OUTPUTS * COMBINE_UNROLL loads in flight) and the butterfly adds
+    the lanes.
     """
-    size, nb = partials.shape
+    size, cols = partials.shape
     lane = cuda.threadIdx.x % 32
     warp = cuda.threadIdx.x // 32
     p = cuda.local.array(COMBINE_OUTPUTS, np.float64)
+    v = cuda.local.array((COMBINE_OUTPUTS, COMBINE_UNROLL), np.float64)
     step = NWARPS * COMBINE_OUTPUTS
     for base in range(cuda.blockIdx.x * step, size, cuda.gridDim.x * step):
         q0 = base + warp * COMBINE_OUTPUTS
         for qq in range(COMBINE_OUTPUTS):
             p[qq] = 0.0
-        for t in range(lane, nb, 32):
+        for t0 in range(0, cols, 32 * COMBINE_UNROLL):
+            for qq in range(COMBINE_OUTPUTS):     # clamped, branch-free loads first
+                q = min(q0 + qq, size - 1)
+                for tu in range(COMBINE_UNROLL):
+                    t = t0 + 32 * tu + lane
+                    x = partials[q, min(t, cols - 1)]
+                    v[qq, tu] = x if t < cols else 0.0
             for qq in range(COMBINE_OUTPUTS):
-                if q0 + qq < size:
-                    p[qq] += partials[q0 + qq, t]
+                for tu in range(COMBINE_UNROLL):
+                    p[qq] += v[qq, tu]
         _warp_allreduce(p, COMBINE_OUTPUTS)
         if lane == 0:
             for qq in range(COMBINE_OUTPUTS):
@@ -468,13 +606,20 @@ def _buffers(nb, size):
 
 
 def _fused_pass(kind, Xd, Td, Wd, bd, Vd, vbd, m, hess):
-    """Run the tile kernel and the combine; return the (m*(k+1) + 1,) host sums (not yet / n)."""
+    """Run the fused kernel and the combine; return the (m*(k+1) + 1,) host sums (not / n)."""
     n, k = Xd.shape
-    nb = _grid(n)
-    kpt = (k + 1 + THREADS - 1) // THREADS
     size = m * (k + 1) + 1
-    partials, out = _buffers(nb, size)
-    _tile_kernel(kind, m, kpt, hess)[nb, THREADS](Xd, Td, Wd, bd, Vd, vbd, partials)
+    plan = _warp_plan(k, m, hess)
+    if plan is not None:
+        kpl, rb = plan
+        nb = max(1, min(WARP_BLOCKS, (n + NWARPS * rb - 1) // (NWARPS * rb)))
+        partials, out = _buffers(nb * NWARPS, size)
+        _warp_kernel(kind, m, kpl, rb, hess)[nb, THREADS](Xd, Td, Wd, bd, Vd, vbd, partials)
+    else:
+        nb = _grid(n)
+        kpt = (k + 1 + THREADS - 1) // THREADS
+        partials, out = _buffers(nb, size)
+        _tile_kernel(kind, m, kpt, hess)[nb, THREADS](Xd, Td, Wd, bd, Vd, vbd, partials)
     per_block = NWARPS * COMBINE_OUTPUTS
     _combine[(size + per_block - 1) // per_block, THREADS](partials, out)
     return out.copy_to_host()

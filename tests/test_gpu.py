@@ -26,6 +26,8 @@ MODELS = [("linear", LINEAR, 3), ("logistic", SIGMOID, 1), ("multilabel", SIGMOI
           ("softmax", SOFTMAX, 3)]
 DTYPES = [np.float64, np.float32]
 PROX = [("l1", (0.3,)), ("l2", (0.5,)), ("elasticnet", (0.3, 0.5))]
+TILE_CASES = ["linear-float64", "logistic-float64", "multilabel-float64", "softmax-float64",
+              "softmax-float32"]
 
 
 # --------------------------------------------------------------------------- cases
@@ -60,18 +62,22 @@ def _prox_input():
 
 
 # --------------------------------------------------------------------------- gpu side
+def _gpu_fused(gpu, c):
+    """Loss, gradient and Hessian-vector product of one case, data resident on the device."""
+    k, m = c["W"].shape
+    Xd, Td = gpu.gpu_put(c["X"]), gpu.gpu_put(c["T"])
+    G, gb, H, hb = np.empty((k, m)), np.empty(m), np.empty((k, m)), np.empty(m)
+    loss = gpu.gpu_loss_grad(c["kind"], Xd, Td, c["W"], c["b"], G, gb)
+    gpu.gpu_hessp(c["kind"], Xd, c["W"], c["b"], c["V"], c["vb"], H, hb)
+    return dict(loss=loss, G=G, gb=gb, H=H, hb=hb), Xd
+
+
 def _gpu_outputs(gpu, cases):
     """Everything the GPU kernels compute for ``cases``: {case: {name: value}}."""
     out = {}
     for name, c in cases.items():
-        kind, X, T, W, b = c["kind"], c["X"], c["T"], c["W"], c["b"]
-        k, m = W.shape
-        Xd, Td = gpu.gpu_put(X), gpu.gpu_put(T)          # data resident on the device
-        G, gb, H, hb = np.empty((k, m)), np.empty(m), np.empty((k, m)), np.empty(m)
-        loss = gpu.gpu_loss_grad(kind, Xd, Td, W, b, G, gb)
-        gpu.gpu_hessp(kind, Xd, W, b, c["V"], c["vb"], H, hb)
-        out[name] = dict(loss=loss, G=G, gb=gb, H=H, hb=hb,
-                         Z=gpu.gpu_decision_function(Xd, W, b))
+        out[name], Xd = _gpu_fused(gpu, c)
+        out[name]["Z"] = gpu.gpu_decision_function(Xd, c["W"], c["b"])
     first = next(iter(cases.values()))                  # host inputs, and a repeated call
     G2, gb2 = np.empty_like(out[next(iter(cases))]["G"]), np.empty(first["W"].shape[1])
     out["repeat"] = dict(loss=gpu.gpu_loss_grad(first["kind"], first["X"], first["T"],
@@ -84,6 +90,10 @@ def _gpu_outputs(gpu, cases):
         fn(Wh, *args)
         out[f"prox-{reg}"] = dict(device=Wd.copy_to_host(), host=Wh)
     out["available"] = gpu.cuda_available()
+    # the fallback for wide data (too many features x outputs for registers), on a few cases
+    budget, gpu.REGISTER_BUDGET = gpu.REGISTER_BUDGET, 0
+    out["tile"] = {name: _gpu_fused(gpu, cases[name])[0] for name in TILE_CASES if name in cases}
+    gpu.REGISTER_BUDGET = budget
     return out
 
 
@@ -140,13 +150,16 @@ def _cpu(c):
 
 
 def _assert_parity(c, got, rtol=1e-10):
-    """GPU outputs equal the CPU kernels and the NumPy float64 reference (on the same X)."""
+    """GPU outputs (all of ``got``'s keys) equal the CPU kernels and the NumPy float64
+    reference on the same X."""
     loss, G, gb = _ref_loss_grad(c["kind"], c["X"], c["T"], c["W"], c["b"])
     H, hb = _ref_hessp(c["kind"], c["X"], c["W"], c["b"], c["V"], c["vb"])
     ref = dict(loss=loss, G=G, gb=gb, H=H, hb=hb,
                Z=c["X"].astype(np.float64) @ c["W"] + c["b"])
     cpu = _cpu(c)
     for key, want in ref.items():
+        if key not in got:
+            continue
         assert np.all(np.isfinite(got[key])), key
         scale = np.abs(want).max() + 1e-300
         np.testing.assert_allclose(got[key], want, rtol=rtol, atol=rtol * scale, err_msg=key)
@@ -179,9 +192,10 @@ def test_simulator_parity(cases, tmp_path):
     """All cases in one test (one ~10 s subprocess, whichever xdist worker runs it).
 
     Each case: loss, gradient, Hessian-vector product and logits match the CPU kernels and the
-    NumPy reference for every kind, float64 and float32 X, with intercept and several outputs;
-    logits of +-1000 stay finite; a repeated call (host inputs) is bit-identical; the prox steps
-    equal the CPU ones on device and host arrays.
+    NumPy reference for every kind, float64 and float32 X, with intercept and several outputs,
+    in the register kernel and (a few cases) the tile kernel; logits of +-1000 stay finite; a
+    repeated call (host inputs) is bit-identical; the prox steps equal the CPU ones on device
+    and host arrays.
     """
     sim = _run_simulator(cases, tmp_path)
     failures = []
@@ -190,6 +204,11 @@ def test_simulator_parity(cases, tmp_path):
             _assert_parity(c, sim[name])
         except AssertionError as exc:
             failures.append(f"{name}: {exc}")
+    for name in TILE_CASES:
+        try:
+            _assert_parity(cases[name], sim["tile"][name])
+        except AssertionError as exc:
+            failures.append(f"{name} (tile kernel): {exc}")
     first = next(iter(cases))
     for key in ("loss", "G", "gb"):
         if not np.array_equal(sim["repeat"][key], sim[first][key]):
