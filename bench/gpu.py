@@ -189,6 +189,8 @@ def main(argv=None):
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--m-softmax", type=int, default=4)
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--sweep-blocks", default="",
+                    help="comma-separated grid sizes of the register kernel to time (logistic)")
     args = ap.parse_args(argv)
     n, k = args.n, args.k
     print(f"device: {gpu.cuda_available()[1]}; n = {n}, k = {k}, float32 X "
@@ -213,12 +215,22 @@ def main(argv=None):
         ok &= err_lg <= TOL and err_h <= TOL
         t_lg = timed(partial(gpu.gpu_loss_grad, kind, Xd, Td, W, b, G, gb), args.reps)
         t_h = timed(partial(gpu.gpu_hessp, kind, Xd, W, b, V, vb, H, hb), args.reps)
-        name = f"{KIND_NAMES[kind]} m={m}"
+        plan = gpu._warp_plan(k, m, False)
+        name = f"{KIND_NAMES[kind]} m={m}" + ("" if plan else " (tile)")
         rows.append((f"gpu_loss_grad {name}", t_lg, err_lg))
         rows.append((f"gpu_hessp {name}", t_h, err_h))
         print(f"  {name}: loss_grad {t_lg * 1e3:.3f} ms (rel err {err_lg:.1e}), "
               f"hessp {t_h * 1e3:.3f} ms (rel err {err_h:.1e})", flush=True)
         if kind == SIGMOID:
+            small = min(n, 1024)
+            t_small = timed(partial(gpu.gpu_loss_grad, kind, Xd[:small], Td[:small], W, b, G, gb),
+                            args.reps)
+            print(f"  fixed cost of a call (n = {small}): {t_small * 1e3:.3f} ms", flush=True)
+            for blocks in filter(None, args.sweep_blocks.split(",")):
+                saved, gpu.WARP_BLOCKS = gpu.WARP_BLOCKS, int(blocks)
+                t = timed(partial(gpu.gpu_loss_grad, kind, Xd, Td, W, b, G, gb), args.reps)
+                print(f"  register kernel, {blocks} blocks: {t * 1e3:.3f} ms", flush=True)
+                gpu.WARP_BLOCKS = saved
             other = torch_or_cupy_pass(Xd, T[:, 0], W[:, 0], float(b[0]), args.reps)
             if other is None:
                 print("torch / cupy not installed (or no GPU for them): skipping that row")
