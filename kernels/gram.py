@@ -5,6 +5,8 @@ into its own partial; the partials are summed in block order, so the result does
 the number of threads.
 """
 
+import math
+
 import numpy as np
 from numba import njit, prange
 from threadpoolctl import threadpool_limits
@@ -47,6 +49,39 @@ def gram(X, T, block=GRAM_BLOCK_ROWS):
     """``A = [X 1]^T [X 1] / n`` (k+1, k+1) and ``C = [X 1]^T T / n`` (k+1, m), float64."""
     with threadpool_limits(limits=1, user_api="blas"):
         return _gram(X, np.ascontiguousarray(T, dtype=np.float64), block)
+
+
+@njit(cache=CACHE, parallel=True)
+def _logistic_hessian(X, w, b, block):
+    n, k = X.shape
+    nb = (n + block - 1) // block
+    part = np.zeros((nb, k + 1, k + 1))
+    for ib in prange(nb):
+        lo = ib * block
+        hi = min(n, lo + block)
+        Xb = np.ascontiguousarray(X[lo:hi]).astype(np.float64)
+        z = np.dot(Xb, w) + b
+        d = np.empty(hi - lo)
+        for i in range(hi - lo):
+            e = math.exp(-abs(z[i]))
+            d[i] = e / ((1.0 + e) * (1.0 + e))  # sigma(z) (1 - sigma(z)), stable for any z
+        Xd = Xb * d.reshape(-1, 1)
+        part[ib, :k, :k] = np.dot(Xd.T, Xb)
+        for j in range(k):
+            part[ib, k, j] = Xd[:, j].sum()
+        part[ib, k, k] = d.sum()
+    H = np.zeros((k + 1, k + 1))
+    for ib in range(nb):
+        H += part[ib]
+    for j in range(k):
+        H[j, k] = H[k, j]
+    return H / n
+
+
+def logistic_hessian(X, w, b, block=GRAM_BLOCK_ROWS):
+    """``[X 1]^T diag(sigma'(z)) [X 1] / n`` (k+1, k+1) at ``z = X w + b``, deterministic."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _logistic_hessian(X, np.ascontiguousarray(w, dtype=np.float64), float(b), block)
 
 
 @njit(cache=CACHE)

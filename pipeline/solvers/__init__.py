@@ -8,11 +8,14 @@ from ..validation import allowed_solvers
 from ._problem import Callback, FitResult, Problem, SeparableDataWarning
 from .first_order import agd, gd, sgd
 from .linear_direct import cd, closed_form
+from .prox_newton import prox_newton
 from .second_order import lbfgs, newton
 
 SOLVERS: dict[str, Callable[..., FitResult]] = {
     "gd": gd, "agd": agd, "sgd": sgd, "lbfgs": lbfgs, "newton": newton, "cd": cd,
     "closed_form": closed_form,
+    # Internal: chosen by auto only (not a config choice), see choose_auto.
+    "prox_newton": prox_newton,
 }
 
 
@@ -20,12 +23,15 @@ def choose_auto(model: str, reg: str, n_samples: int, n_features: int) -> str:
     """The fastest correct solver for the problem's shape (see bench/solvers.py).
 
     Linear: one Gram pass, then work independent of n (closed form, or CD for L1) while the
-    (k+1)^2 Gram is cheap; otherwise FISTA. Smooth classifiers: L-BFGS on the fused kernel.
-    Non-smooth classifiers: FISTA.
+    (k+1)^2 Gram is cheap; otherwise FISTA. Binary logistic: proximal Newton with a subsampled
+    (k+1)^2 Hessian (about one pass per iteration, a handful of iterations, any reg). Other
+    smooth classifiers: L-BFGS on the fused kernel. Other non-smooth classifiers: FISTA.
     """
     smooth = reg in ("none", "l2")
     if model == "linear" and n_features <= 4096:
         return "closed_form" if smooth else "cd"
+    if model == "logistic" and n_features <= 2048:
+        return "prox_newton"
     return "lbfgs" if smooth else "agd"
 
 
