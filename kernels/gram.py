@@ -9,11 +9,26 @@ import math
 
 import numpy as np
 from numba import njit, prange
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ._config import CACHE
 
 GRAM_BLOCK_ROWS = 8192
+_BLAS: list[ThreadpoolController] = []
+
+
+def blas_single_thread():
+    """Context manager: BLAS on one thread (inside parallel numba code, and for the tiny
+    (k+1)^2 systems, where a BLAS thread pool only adds hand-off latency).
+
+    The controller is found once (a fresh ``threadpool_limits`` scans the loaded libraries on
+    every call), after loading scipy's BLAS, which numba's ``np.dot`` calls.
+    """
+    if not _BLAS:
+        import scipy.linalg.cython_blas  # noqa: F401
+
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
 
 
 @njit(cache=CACHE, parallel=True)
@@ -47,7 +62,7 @@ def _gram(X, T, block):
 
 def gram(X, T, block=GRAM_BLOCK_ROWS):
     """``A = [X 1]^T [X 1] / n`` (k+1, k+1) and ``C = [X 1]^T T / n`` (k+1, m), float64."""
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_single_thread():
         return _gram(X, np.ascontiguousarray(T, dtype=np.float64), block)
 
 
@@ -80,7 +95,7 @@ def _logistic_hessian(X, w, b, block):
 
 def logistic_hessian(X, w, b, block=GRAM_BLOCK_ROWS):
     """``[X 1]^T diag(sigma'(z)) [X 1] / n`` (k+1, k+1) at ``z = X w + b``, deterministic."""
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_single_thread():
         return _logistic_hessian(X, np.ascontiguousarray(w, dtype=np.float64), float(b), block)
 
 

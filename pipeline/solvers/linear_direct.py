@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 import kernels
+from kernels.gram import blas_single_thread
 
 from ._problem import FitResult, Problem
 
@@ -34,13 +35,15 @@ def closed_form(P: Problem, W, b, **_) -> FitResult:
     """
     A, C = _gram(P)
     M = _penalised_system(A, P.pen.a2)
-    theta = np.linalg.lstsq(M, C, rcond=None)[0]
+    with blas_single_thread():
+        theta = np.linalg.lstsq(M, C, rcond=None)[0]
     k = A.shape[0] - 1
     W, b = np.ascontiguousarray(theta[:k]), theta[k].copy()
     G, gb = np.empty_like(W), np.empty_like(b)
     P.f_grad(W, b, G, gb)
     # grad f = 2 (M theta - C): one Newton step on the exact gradient fixes the Gram's rounding.
-    corr = np.linalg.lstsq(M, 0.5 * np.vstack([G, gb]), rcond=None)[0]
+    with blas_single_thread():
+        corr = np.linalg.lstsq(M, 0.5 * np.vstack([G, gb]), rcond=None)[0]
     W, b = np.ascontiguousarray(W - corr[:k]), b - corr[k]
     f = P.f_grad(W, b, G, gb)
     P.record(f)
