@@ -173,18 +173,24 @@ def _select_row(p, width, rows, lane, out):
 
 # --------------------------------------------------------------------------- row math
 @cuda.jit(device=True)
-def _softplus(t):
-    if t > 0.0:
-        return t + math.log1p(math.exp(-t))
-    return math.log1p(math.exp(t))
-
-
-@cuda.jit(device=True)
 def _sigmoid(t):
     if t >= 0.0:
         return 1.0 / (1.0 + math.exp(-t))
     e = math.exp(t)
     return e / (1.0 + e)
+
+
+@cuda.jit(device=True)
+def _softplus_sigmoid(t):
+    """(softplus(t), sigmoid(t)) from one exp(-|t|): the CPU's branches, the same values."""
+    e = math.exp(-abs(t))
+    if t > 0.0:
+        sp = t + math.log1p(e)
+    else:
+        sp = math.log1p(e)
+    if t >= 0.0:
+        return sp, 1.0 / (1.0 + e)
+    return sp, e / (1.0 + e)
 
 
 @cuda.jit(device=True)
@@ -198,8 +204,9 @@ def _row_loss_grad(kind, z, m, T, i, g):
             g[c] = 2.0 * d
     elif kind == SIGMOID:
         for c in range(m):
-            loss += _softplus(z[c]) - T[i, c] * z[c]
-            g[c] = _sigmoid(z[c]) - T[i, c]
+            sp, sg = _softplus_sigmoid(z[c])
+            loss += sp - T[i, c] * z[c]
+            g[c] = sg - T[i, c]
     else:
         cls = int(T[i, 0])
         zmax = z[0]
@@ -207,10 +214,11 @@ def _row_loss_grad(kind, z, m, T, i, g):
             zmax = max(zmax, z[c])
         s = 0.0
         for c in range(m):
-            s += math.exp(z[c] - zmax)
+            g[c] = math.exp(z[c] - zmax)
+            s += g[c]
         loss = zmax + math.log(s) - z[cls]
         for c in range(m):
-            g[c] = math.exp(z[c] - zmax) / s
+            g[c] /= s
         g[cls] -= 1.0
     return loss
 
@@ -259,6 +267,21 @@ def _rows_per_batch(rows, np_):
 REGISTER_BUDGET = 64  # float64 values per lane the register kernel may hold (W, sums, x)
 
 
+@cuda.jit(device=True)
+def _load_rows(X, row0, rows, kpl, lane, out):
+    """out[rr * kpl + u] = X[row0 + rr, lane + 32 u] as float64, 0 outside X.
+
+    Clamped indices and a select instead of branches, so all the loads are issued at once.
+    """
+    n, k = X.shape
+    for rr in range(rows):
+        i = min(row0 + rr, n - 1)
+        for u in range(kpl):
+            j = lane + 32 * u
+            x = float(X[i, min(j, k - 1)])
+            out[rr * kpl + u] = x if (j < k and row0 + rr < n) else 0.0
+
+
 def _warp_plan(k, m, hess):
     """``(kpl, rb)`` for ``_warp_kernel`` (features per lane, rows per batch), or None when its
     per-lane arrays would not fit in registers (wide data: ``_tile_kernel`` then)."""
@@ -267,7 +290,7 @@ def _warp_plan(k, m, hess):
     rb = 8
     while rb > 1 and (rb * np_ > 16 or rb * kpl > 16):
         rb //= 2
-    if kpl * (np_ + m) + rb * kpl > REGISTER_BUDGET:
+    if kpl * (np_ + m) + 2 * rb * kpl > REGISTER_BUDGET:
         return None
     return kpl, (16 if SIMULATOR else rb)  # the simulator: fewer barriers, same code
 
@@ -296,6 +319,7 @@ def _warp_kernel(kind, m, kpl, rb, hess):
         acc = cuda.local.array(NA, np.float64)    # sum_rows x g at the lane's features
         accb = cuda.local.array(m, np.float64)    # sum_rows g (the bias)
         xs = cuda.local.array(NX, np.float64)     # the batch's x values
+        xn = cuda.local.array(NX, np.float64)     # the next batch's, being loaded
         p = cuda.local.array(NPB, np.float64)
         zr = cuda.local.array(NP, np.float64)
         gr = cuda.local.array(m, np.float64)
@@ -312,14 +336,14 @@ def _warp_kernel(kind, m, kpl, rb, hess):
             accb[c] = 0.0
         loss = 0.0
         step = NWARPS * rb      # block-uniform loop: every thread reduces equally often
-        for base in range(cuda.blockIdx.x * step, n, cuda.gridDim.x * step):
+        stride = cuda.gridDim.x * step
+        _load_rows(X, cuda.blockIdx.x * step + warp * rb, rb, kpl, lane, xn)
+        for base in range(cuda.blockIdx.x * step, n, stride):
             row0 = base + warp * rb
-            for rr in range(rb):                  # clamped, branch-free loads
-                i = min(row0 + rr, n - 1)
-                for u in range(kpl):
-                    j = lane + 32 * u
-                    x = float(X[i, min(j, k - 1)])
-                    xs[rr * kpl + u] = x if (j < k and row0 + rr < n) else 0.0
+            for q in range(NX):
+                xs[q] = xn[q]
+            # prefetch the next batch: its loads are in flight while this one is computed
+            _load_rows(X, row0 + stride, rb, kpl, lane, xn)
             for q in range(NPB):
                 p[q] = 0.0
             for rr in range(rb):
