@@ -9,6 +9,7 @@ import kernels
 
 from .objectives import Objective
 from .penalties import Penalty
+from .separability import separating_point
 from .solvers import SOLVERS, Callback, FitResult, Problem, choose_auto
 from .validation import check_compatibility, check_hyperparameters, check_targets, check_X
 
@@ -47,6 +48,12 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
     if solver == "auto":
         solver = choose_auto(model, reg, *X.shape)
     problem = Problem(objective, penalty, tol, max_iter, callback)
+    if problem.can_diverge:
+        separator = separating_point(model, X, objective.T, objective.n_outputs)
+        if separator is not None:
+            result = problem.stop_separable(solver, *separator)
+            result.classes, result.dtype = classes, dtype
+            return result
     W, b = objective.zeros()
     if solver == "sgd":
         solver_options.setdefault("seed", seed)

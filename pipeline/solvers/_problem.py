@@ -117,12 +117,21 @@ class Problem:
         """Every ``every`` steps, stop with a warning if the data are separated."""
         if not self.can_diverge or it % every or not self.separated(W, b):
             return False
+        self._warn_separable()
+        return True
+
+    def _warn_separable(self) -> None:
         msg = (f"{self.obj.model}: the training data are linearly separable, so the "
                "unpenalised loss has no finite minimiser (its infimum 0 is approached as |W| "
-               "grows). Stopped early; add regularisation (reg=l2 or reg=l1 with lam > 0).")
-        warnings.warn(msg, SeparableDataWarning, stacklevel=4)
+               "grows). Stopped; add regularisation (reg=l2 or reg=l1 with lam > 0).")
+        warnings.warn(msg, SeparableDataWarning, stacklevel=5)
         self.warnings.append(msg)
-        return True
+
+    def stop_separable(self, solver: str, W, b) -> FitResult:
+        """Result for data proven separable before training: the separating (W, b) found."""
+        self._warn_separable()
+        self.record(self.obj.loss(W, b))
+        return self.result(solver, np.ascontiguousarray(W), b, 0, False, "separable")
 
     def result(self, solver: str, W, b, n_iter: int, converged: bool, criterion: str,
                **extra) -> FitResult:

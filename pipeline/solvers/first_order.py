@@ -25,28 +25,53 @@ def _sufficient_decrease(f_new, f, G, gb, dW, db, step) -> bool:
     return f_new <= f + lin + quad + 1e-12 * abs(f)
 
 
-def gd(P: Problem, W, b, step: float | None = None, **_) -> FitResult:
-    """Proximal gradient descent with backtracking; the step may grow again by 25% per step."""
+def gd(P: Problem, W, b, step: float | None = None, step_rule: str = "bb",
+       memory: int = 10, **_) -> FitResult:
+    """Proximal gradient descent: the lecture's method with a line search.
+
+    ``step_rule="backtracking"``: halve the step until the quadratic upper model holds, then
+    let it grow 25% (monotone). ``step_rule="bb"`` (default): try the Barzilai-Borwein step
+    ``<s, s> / <s, y>`` first and accept on a non-monotone sufficient decrease against the
+    largest of the last ``memory`` values of F (SpaRSA): the same descent steps, far fewer of
+    them on ill-conditioned problems.
+    """
+    if step_rule not in ("bb", "backtracking"):
+        raise ValueError(f"step_rule={step_rule!r}: choose 'bb' or 'backtracking'")
     step = 1.0 / P.obj.lipschitz() if step is None else step
     G, gb = np.empty_like(W), np.empty_like(b)
     f = P.f_grad(W, b, G, gb)
+    recent = [P.F_from_f(f, W)]
     G_new, gb_new = np.empty_like(W), np.empty_like(b)
     for it in range(1, P.max_iter + 1):
         while True:
             W_new, b_new = _prox_step(P, W, b, G, gb, step)
             f_new = P.f_grad(W_new, b_new, G_new, gb_new)
-            if _sufficient_decrease(f_new, f, G, gb, W_new - W, b_new - b, step):
+            dW, db = W_new - W, b_new - b
+            if step_rule == "backtracking":
+                ok = _sufficient_decrease(f_new, f, G, gb, dW, db, step)
+            else:
+                dd = float(np.vdot(dW, dW) + np.vdot(db, db))
+                ok = P.F_from_f(f_new, W_new) <= max(recent) - 1e-4 * dd / (2 * step)
+            if ok or step < 1e-300:
                 break
             step *= 0.5
-        mapping = max(np.abs(W_new - W).max(), np.abs(b_new - b).max(initial=0.0)) / step
+        mapping = max(np.abs(dW).max(), np.abs(db).max(initial=0.0)) / step
+        if step_rule == "bb":
+            sy = float(np.vdot(dW, G_new - G) + np.vdot(db, gb_new - gb))
+            dd = float(np.vdot(dW, dW) + np.vdot(db, db))
+            next_step = dd / sy if sy > 0 else 1.25 * step
+        else:
+            next_step = 1.25 * step
         W, b, f = W_new, b_new, f_new
         G, G_new, gb, gb_new = G_new, G, gb_new, gb
-        P.record(P.F_from_f(f, W))
+        F = P.F_from_f(f, W)
+        recent = (recent + [F])[-memory:]
+        P.record(F)
         if mapping <= P.tol:
             return P.result("gd", W, b, it, True, "gradient_mapping")
         if P.check_separable(it, W, b):
             return P.result("gd", W, b, it, False, "separable")
-        step *= 1.25
+        step = next_step
     return P.result("gd", W, b, P.max_iter, False, "max_iter")
 
 

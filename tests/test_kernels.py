@@ -1,0 +1,132 @@
+"""Every CPU kernel against the NumPy float64 reference in tests/naive.py."""
+
+import numpy as np
+import pytest
+
+import kernels
+from tests import naive
+
+KIND = {"linear": kernels.LINEAR, "logistic": kernels.SIGMOID,
+        "multilabel": kernels.SIGMOID, "softmax": kernels.SOFTMAX}
+WRAPPER = {"linear": kernels.linear_loss_grad, "logistic": kernels.logistic_loss_grad,
+           "multilabel": kernels.multilabel_loss_grad, "softmax": kernels.softmax_loss_grad}
+
+
+def make(model, n=3001, k=9, m=3, scale=1.0, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    m = 1 if model == "logistic" else m
+    X = rng.standard_normal((n, k)).astype(dtype)
+    W = scale * rng.standard_normal((k, m))
+    b = scale * rng.standard_normal(m)
+    if model == "linear":
+        Y = rng.standard_normal((n, m))
+    elif model == "softmax":
+        Y = rng.integers(0, m, n)
+    else:
+        Y = (rng.random((n, m)) < 0.4).astype(float)
+    return X, Y, W, b
+
+
+def kernel_targets(model, Y):
+    return np.asarray(Y, dtype=float).reshape(len(Y), -1)
+
+
+def rel(a, b):
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)
+
+
+@pytest.mark.parametrize("model", list(KIND))
+def test_loss_grad_matches_reference(model):
+    # n spans several row blocks, so the block combination is exercised too.
+    X, Y, W, b = make(model, n=2 * kernels.losses.BLOCK_ROWS + 77)
+    G, gb = np.empty_like(W), np.empty_like(b)
+    loss = WRAPPER[model](X, Y, W, b, G, gb)
+    ref_loss, ref_G, ref_gb = naive.loss_grad(model, X, Y, W, b)
+    assert abs(loss - ref_loss) <= 1e-12 * abs(ref_loss)
+    assert rel(G, ref_G) <= 1e-12
+    assert rel(gb, ref_gb) <= 1e-12
+
+
+@pytest.mark.parametrize("model", list(KIND))
+def test_gradient_matches_finite_differences(model):
+    X, Y, W, b = make(model, n=400, k=5, m=3, scale=0.3)
+    G, gb = np.empty_like(W), np.empty_like(b)
+    WRAPPER[model](X, Y, W, b, G, gb)
+    eps = 1e-6
+    for j, c in [(0, 0), (4, W.shape[1] - 1), (2, 0)]:
+        E = np.zeros_like(W)
+        E[j, c] = eps
+        fd = (naive.loss_grad(model, X, Y, W + E, b)[0]
+              - naive.loss_grad(model, X, Y, W - E, b)[0]) / (2 * eps)
+        assert abs(fd - G[j, c]) <= 1e-7 * max(1.0, abs(fd))
+    e = np.zeros_like(b)
+    e[0] = eps
+    fd = (naive.loss_grad(model, X, Y, W, b + e)[0]
+          - naive.loss_grad(model, X, Y, W, b - e)[0]) / (2 * eps)
+    assert abs(fd - gb[0]) <= 1e-7 * max(1.0, abs(fd))
+
+
+@pytest.mark.parametrize("model", list(KIND))
+def test_float32_storage_matches_reference(model):
+    X, Y, W, b = make(model, dtype=np.float32)
+    G, gb = np.empty_like(W), np.empty_like(b)
+    loss = WRAPPER[model](X, Y, W, b, G, gb)
+    ref_loss, ref_G, _ = naive.loss_grad(model, X.astype(np.float64), Y, W, b)
+    # Same float32 inputs, float64 arithmetic: agreement is still to rounding.
+    assert abs(loss - ref_loss) <= 1e-12 * abs(ref_loss)
+    assert rel(G, ref_G) <= 1e-12
+
+
+@pytest.mark.parametrize("model", list(KIND))
+def test_hessp_matches_finite_differences(model):
+    X, Y, W, b = make(model, n=500, k=6, m=3, scale=0.3)
+    rng = np.random.default_rng(1)
+    V, vb = rng.standard_normal(W.shape), rng.standard_normal(b.shape)
+    H, hb = np.empty_like(W), np.empty_like(b)
+    kernels.hessp(KIND[model], X, W, b, V, vb, H, hb)
+    ref_H, ref_hb = naive.hessp(model, X, kernel_targets(model, Y) if model != "softmax" else Y,
+                                W, b, V, vb)
+    assert rel(H, ref_H) <= 1e-7
+    assert rel(hb, ref_hb) <= 1e-7
+
+
+@pytest.mark.parametrize("model", list(KIND))
+def test_huge_logits_stay_finite(model, recwarn):
+    X, Y, W, b = make(model, n=300, k=4, scale=1.0)
+    X = np.sign(X) * 250.0  # |z| around 1000
+    G, gb = np.empty_like(W), np.empty_like(b)
+    loss = WRAPPER[model](X, Y, W, b, G, gb)
+    ref_loss = naive.loss_grad(model, X, Y, W, b)[0]
+    assert np.isfinite(loss) and np.isfinite(G).all() and np.isfinite(gb).all()
+    assert abs(loss - ref_loss) <= 1e-10 * abs(ref_loss)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_decision_function_matches_matmul():
+    X, _, W, b = make("softmax")
+    assert rel(kernels.decision_function(X, W, b), X @ W + b) <= 1e-13
+
+
+def test_prox_operators_follow_the_spec():
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((20, 3))
+    soft = np.sign(W) * np.maximum(np.abs(W) - 0.3, 0)
+    A = W.copy()
+    kernels.prox_l1(A, 0.3)
+    np.testing.assert_array_equal(A, soft)
+    A = W.copy()
+    kernels.prox_l2(A, 0.5)
+    np.testing.assert_allclose(A, W / 1.5, rtol=1e-15)
+    A = W.copy()
+    kernels.prox_elasticnet(A, 0.3, 0.5)
+    np.testing.assert_allclose(A, soft / 1.5, rtol=1e-15)
+
+
+def test_gram_matches_reference():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20000, 7))
+    T = rng.standard_normal((20000, 2))
+    A, C = kernels.gram(X, T)
+    Xa = np.hstack([X, np.ones((len(X), 1))])
+    assert rel(A, Xa.T @ Xa / len(X)) <= 1e-12
+    assert rel(C, Xa.T @ T / len(X)) <= 1e-12

@@ -1,0 +1,78 @@
+"""Bad input gets a clear error naming the field and the fix, before any work starts."""
+
+import numpy as np
+import pytest
+
+import pipeline
+from pipeline.validation import allowed_solvers, check_compatibility
+
+rng = np.random.default_rng(0)
+X = rng.standard_normal((50, 4))
+y_bin = (X[:, 0] > 0).astype(int)
+y_reg = X @ np.arange(4.0)
+
+
+@pytest.mark.parametrize("X_bad,y,match", [
+    (np.where(np.arange(200).reshape(50, 4) == 9, np.nan, X), y_bin, r"rows \[2\].*columns \[1\]"),
+    (np.where(np.arange(200).reshape(50, 4) == 199, np.inf, X), y_bin, r"rows \[49\]"),
+    (X[:, 0], y_bin, "2-D"),
+    (np.empty((0, 4)), y_bin[:0], "empty"),
+    (X, y_bin[:-1], "49 rows but X has 50"),
+])
+def test_bad_X_or_shapes(X_bad, y, match):
+    with pytest.raises(ValueError, match=match):
+        pipeline.fit(X_bad, y, model="logistic")
+
+
+def test_nan_in_y_names_the_rows():
+    y = y_reg.copy()
+    y[[3, 7]] = np.nan
+    with pytest.raises(ValueError, match=r"y has 2 NaN/inf value\(s\) at rows \[3, 7\]"):
+        pipeline.fit(X, y, model="linear")
+
+
+@pytest.mark.parametrize("model,y,match", [
+    ("logistic", np.arange(50) % 3, "exactly 2 classes.*softmax"),
+    ("logistic", y_reg, "continuous.*model=linear"),
+    ("softmax", np.zeros(50), "only one class"),
+    ("multilabel", np.full((50, 2), 2), "0 or 1"),
+])
+def test_targets_that_do_not_fit_the_model(model, y, match):
+    with pytest.raises(ValueError, match=match):
+        pipeline.fit(X, y, model=model)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"lam": -1.0, "reg": "l2"}, "lam=-1.0 must be"),
+    ({"l1_ratio": 1.5, "reg": "elasticnet"}, r"l1_ratio=1.5 must lie in \[0, 1\]"),
+    ({"reg": "l3"}, "reg='l3' is not known"),
+    ({"solver": "adam"}, "solver='adam' is not known"),
+    ({"tol": 0.0}, "tol=0.0 must be > 0"),
+    ({"dtype": "float16"}, "dtype='float16'"),
+])
+def test_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pipeline.fit(X, y_reg, model="linear", **kwargs)
+
+
+@pytest.mark.parametrize("model,reg,solver", [("logistic", "l1", "lbfgs"),
+                                              ("logistic", "none", "closed_form"),
+                                              ("softmax", "elasticnet", "newton"),
+                                              ("logistic", "l2", "cd")])
+def test_impossible_combination_names_the_allowed_solvers(model, reg, solver):
+    with pytest.raises(ValueError, match="use one of: auto, gd, agd, sgd") as err:
+        check_compatibility(model, reg, solver)
+    assert solver not in str(err.value).split("use one of:")[1]
+
+
+def test_allowed_solvers_table():
+    assert allowed_solvers("linear", "l2") == ["auto", "gd", "agd", "sgd", "lbfgs", "newton",
+                                               "cd", "closed_form"]
+    assert "lbfgs" not in allowed_solvers("logistic", "l1")
+    assert "cd" in allowed_solvers("linear", "elasticnet")
+
+
+def test_predict_checks_feature_count():
+    res = pipeline.fit(X, y_reg, model="linear")
+    with pytest.raises(ValueError, match="4"):
+        pipeline.predict(res, X[:, :3])
