@@ -51,6 +51,7 @@ def prox_newton(P: Problem, W, b, sample: int | None = None, seed: int = 0,
     f = P.f_grad(W, b, G, gb)
     F = P.F_from_f(f, W)
     sample_rows = 0
+    stalled = 0
     for it in range(1, P.max_iter + 1):
         residual = max(pen.subgrad_residual(W, G), float(np.abs(gb).max()))
         if residual <= P.tol:
@@ -65,19 +66,23 @@ def prox_newton(P: Problem, W, b, sample: int | None = None, seed: int = 0,
         decrease = float(np.vdot(G, dW) + np.vdot(gb, db))
         if a1:
             decrease += a1 * float(np.abs(Wn).sum() - np.abs(W).sum())
-        t = 1.0
         G_new, gb_new = np.empty_like(W), np.empty_like(b)
+        # Below F's rounding the function values cannot judge a step: take the Newton step and
+        # let the subgradient residual (still meaningful there) decide when to stop.
+        exact = -decrease <= 1e-12 * abs(F)
+        t = 1.0
         while True:
             W_t, b_t = W + t * dW, b + t * db
             f_t = P.f_grad(W_t, b_t, G_new, gb_new)
             F_t = P.F_from_f(f_t, W_t)
-            if F_t <= F + 1e-4 * t * min(decrease, 0.0) or t < 1e-10:
+            if exact or F_t <= F + 1e-4 * t * decrease or t < 1e-6:
                 break
             t *= 0.5
-        if F_t > F:  # no decrease at all: machine precision
-            return _done(P, W, b, it, residual <= 100 * P.tol, "line_search", sample_rows)
+        stalled = stalled + 1 if exact else 0
+        if (not exact and F_t > F) or stalled > 8:  # no progress left: machine precision
+            return _done(P, W, b, it, residual <= 100 * P.tol, "machine_precision", sample_rows)
         W, b, F, G, gb = W_t, b_t, F_t, G_new, gb_new
-        P.record(F)
+        P.record(F, W, b)
         if P.check_separable(it, W, b, every=1):
             return _done(P, W, b, it, False, "separable", sample_rows)
     return _done(P, W, b, P.max_iter, False, "max_iter", sample_rows)
