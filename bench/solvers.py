@@ -174,8 +174,12 @@ def subopt(F, F_star):
     return (F - F_star) / abs(F_star)
 
 
-def ladder(run, tols, F_ref, budget_s):
-    """Run loose-to-tight tolerances; return (first Timing within TARGET or None, all tried)."""
+def ladder(run, tols, F_ref, budget_s, repeat=1):
+    """Run loose-to-tight tolerances; return (first Timing within TARGET or None, all tried).
+
+    The rung that reaches the target is run ``repeat`` times in all and its best time kept
+    (the same for every method: other load on the machine only ever adds time).
+    """
     tried = []
     spent = 0.0
     for tol in tols:
@@ -183,13 +187,18 @@ def ladder(run, tols, F_ref, budget_s):
         tried.append(t)
         spent += t.time_s
         if subopt(t.F, F_ref[0]) <= TARGET:
+            for _ in range(repeat - 1):
+                again = run(tol)
+                tried.append(again)
+                if again.time_s < t.time_s:
+                    t = again
             return t, tried
         if spent > budget_s:
             break
     return None, tried
 
 
-def bench_case(X, y, model, reg, lam, sk_plan, our_start, budget_s, log):
+def bench_case(X, y, model, reg, lam, sk_plan, our_start, budget_s, log, repeat=1):
     """Reference, ours and sklearn for one (model, reg, lam); returns a table row dict."""
     score = Scorer(X, y, model, reg, lam)
     ref_solver, ref_tol = REFERENCE[(model, reg)]
@@ -208,7 +217,7 @@ def bench_case(X, y, model, reg, lam, sk_plan, our_start, budget_s, log):
         tols = SK_TOLS[max(0, start):]
         hit, tried = ladder(lambda tol, s=solver: seen(run_sklearn(X, y, model, reg, lam, s, tol,
                                                                    score)),
-                            tols, F_ref, budget_s)
+                            tols, F_ref, budget_s, repeat)
         for t in tried:
             log(f"    sklearn {t.method:16s} tol={t.tol:.0e} {t.time_s:8.3f} s  "
                 f"subopt={subopt(t.F, F_ref[0]):.1e}  {t.work}")
@@ -216,7 +225,7 @@ def bench_case(X, y, model, reg, lam, sk_plan, our_start, budget_s, log):
         if hit is not None and (sk_best is None or hit.time_s < sk_best.time_s):
             sk_best = hit
     ours, tried = ladder(lambda tol: seen(run_ours(X, y, model, reg, lam, tol)),
-                         OUR_TOLS[our_start:], F_ref, budget_s)
+                         OUR_TOLS[our_start:], F_ref, budget_s, repeat)
     for t in tried:
         log(f"    ours    {t.method:16s} tol={t.tol:.0e} {t.time_s:8.3f} s  "
             f"subopt={subopt(t.F, F_ref[0]):.1e}  {t.work}")
@@ -323,6 +332,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="small smoke run (under a minute)")
     p.add_argument("--budget", type=float, default=120.0,
                    help="seconds one method may spend on its tolerance ladder")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs of the winning tolerance, best time kept (one fewer at 4e6 rows)")
     p.add_argument("--out", default=None, help="also write the tables to this markdown file")
     a = p.parse_args(argv)
     sizes = [int(float(s)) for s in a.sizes.split(",")]
@@ -354,7 +365,7 @@ def main(argv=None):
                     plan = plans.get(key, [(s, 0) for s in sk_solvers(model, reg, a.quick)])
                     log(f"n={n:.0e} {model} {reg} lam={lam:g}")
                     r = bench_case(X, y, model, reg, lam, plan, starts.get(key, 0), a.budget,
-                                   log)
+                                   log, a.repeat if n < 4_000_000 else max(1, a.repeat - 1))
                     plans[key] = next_plan(r["sk_rows"], plan)
                     if r["ours"] is not None:
                         starts[key] = OUR_TOLS.index(r["ours"].tol)
