@@ -32,7 +32,8 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
     max_iter : iterations (epochs for sgd, sweeps for cd).
     seed : seeds every random choice (sgd shuffles, the Lipschitz estimate's sample).
     dtype : float64 or float32 storage of X (W, b and all sums stay float64).
-    callback : ``callback(step, F, L)`` after every step (progress bars, metric logging).
+    callback : ``callback(step, F, L, W, b)`` after every step (progress bars, per-step
+        metrics); W and b are the solver's current arrays: copy them to keep them.
     solver_options : passed to the solver (e.g. ``batch_size``, ``lr`` for sgd).
 
     Returns

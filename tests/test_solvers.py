@@ -54,7 +54,7 @@ def test_solver_reaches_reference_optimum(name, model, reg, lam, solver):
         res = pipeline.fit(X, y, model=model, reg=reg, lam=lam, solver=solver, tol=1e-9,
                            max_iter=20_000 if first_order or solver == "auto" else 1000)
     # The fast solvers must also know they converged; gradient methods get an iteration budget.
-    assert res.converged or first_order, res.criterion
+    assert res.converged or res.solver in ("gd", "agd", "sgd"), res.criterion
     assert (res.objective - F_star) / F_star <= 1e-6
     assert np.isclose(res.objective, res.loss + res.penalty, rtol=1e-14)
     if reg == "l1" and W_star is not None:
@@ -120,8 +120,9 @@ def test_history_callback_and_accounting():
     seen = []
     res = pipeline.fit(X, y, model="logistic", reg="l2", lam=0.1, solver="gd",
                        step_rule="backtracking",
-                       callback=lambda step, F, L: seen.append((step, F, L)))
+                       callback=lambda step, F, L, W, b: seen.append((step, F, L)))
     assert [s for s, _, _ in seen] == list(range(1, len(res.history) + 1))
     assert np.allclose([F for _, F, _ in seen], res.history)
     assert all(b <= a + 1e-15 for a, b in zip(res.history, res.history[1:], strict=False))
+    assert np.allclose([F - L for _, F, L in seen][-1], res.penalty)
     assert res.n_passes >= res.n_iter and res.time_s > 0

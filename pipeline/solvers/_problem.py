@@ -17,7 +17,7 @@ import numpy as np
 from ..objectives import Objective
 from ..penalties import Penalty
 
-Callback = Callable[[int, float, float], None]
+Callback = Callable[[int, float, float, np.ndarray, np.ndarray], None]
 
 
 class SeparableDataWarning(UserWarning):
@@ -91,11 +91,12 @@ class Problem:
             H_out += (2.0 * self.pen.a2) * V
 
     # ------------------------------------------------------------------ bookkeeping
-    def record(self, F: float, loss: float | None = None) -> None:
-        """Append F to the history and tell the callback (step, F, L)."""
+    def record(self, F: float, W, b) -> None:
+        """Append F to the history and tell the callback ``(step, F, L, W, b)``."""
         self.history.append(float(F))
         if self.callback is not None:
-            self.callback(len(self.history), float(F), float(F if loss is None else loss))
+            L = float(F) - self.pen.value(W)
+            self.callback(len(self.history), float(F), L, W, b)
 
     def separated(self, W, b) -> bool:
         """True when (W, b) classifies every training row strictly right (one pass).
@@ -130,7 +131,7 @@ class Problem:
     def stop_separable(self, solver: str, W, b) -> FitResult:
         """Result for data proven separable before training: the separating (W, b) found."""
         self._warn_separable()
-        self.record(self.obj.loss(W, b))
+        self.record(self.obj.loss(W, b), W, b)
         return self.result(solver, np.ascontiguousarray(W), b, 0, False, "separable")
 
     def result(self, solver: str, W, b, n_iter: int, converged: bool, criterion: str,

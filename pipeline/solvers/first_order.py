@@ -66,7 +66,7 @@ def gd(P: Problem, W, b, step: float | None = None, step_rule: str = "bb",
         G, G_new, gb, gb_new = G_new, G, gb_new, gb
         F = P.F_from_f(f, W)
         recent = (recent + [F])[-memory:]
-        P.record(F)
+        P.record(F, W, b)
         if mapping <= P.tol:
             return P.result("gd", W, b, it, True, "gradient_mapping")
         if P.check_separable(it, W, b):
@@ -95,7 +95,7 @@ def agd(P: Problem, W, b, step: float | None = None, **_) -> FitResult:
         # The mapping at W_new itself, from the gradient the backtracking test computed there.
         W_chk, b_chk = _prox_step(P, W_new, b_new, G_new, gb_new, step)
         mapping = max(np.abs(W_chk - W_new).max(), np.abs(b_chk - b_new).max(initial=0.0)) / step
-        P.record(F_new)
+        P.record(F_new, W_new, b_new)
         if mapping <= P.tol:
             return P.result("agd", W_new, b_new, it, True, "gradient_mapping")
         if P.check_separable(it, W_new, b_new):
@@ -155,7 +155,7 @@ def sgd(P: Problem, W, b, batch_size: int = 256, lr: float | None = None,
             W, b = _prox_step(P, W, b, G, gb, step)
         P.obj.n_passes += 2 if variance_reduction else 1
         f = P.f_grad(W, b, Gf, gbf)
-        P.record(P.F_from_f(f, W))
+        P.record(P.F_from_f(f, W), W, b)
         W_chk, b_chk = _prox_step(P, W, b, Gf, gbf, step)
         mapping = max(np.abs(W_chk - W).max(), np.abs(b_chk - b).max(initial=0.0)) / step
         if mapping <= P.tol:

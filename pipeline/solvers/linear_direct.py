@@ -46,7 +46,7 @@ def closed_form(P: Problem, W, b, **_) -> FitResult:
         corr = np.linalg.lstsq(M, 0.5 * np.vstack([G, gb]), rcond=None)[0]
     W, b = np.ascontiguousarray(W - corr[:k]), b - corr[k]
     f = P.f_grad(W, b, G, gb)
-    P.record(f)
+    P.record(f, W, b)
     return P.result("closed_form", W, b, 1, True, "exact")
 
 
@@ -57,7 +57,7 @@ def cd(P: Problem, W, b, **_) -> FitResult:
     sweeps = kernels.cd_gram(A, C, W, b, P.pen.a1, P.pen.a2, 1e-3 * P.tol, P.max_iter)
     G, gb = np.empty_like(W), np.empty_like(b)
     f = P.f_grad(W, b, G, gb)
-    P.record(P.F_from_f(f, W))
+    P.record(P.F_from_f(f, W), W, b)
     residual = max(P.pen.subgrad_residual(W, G), float(np.abs(gb).max()))
     converged = residual <= max(P.tol, 1e-9)
     return P.result("cd", W, b, int(sweeps), converged,

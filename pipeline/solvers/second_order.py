@@ -26,8 +26,8 @@ def lbfgs(P: Problem, W, b, memory: int = 10, **_) -> FitResult:
         return f, pack(G, gb)
 
     def step(intermediate_result):
-        P.record(intermediate_result.fun)
         Wx, bx = unpack(intermediate_result.x, k, m)
+        P.record(intermediate_result.fun, Wx, bx)
         if P.check_separable(len(P.history), Wx, bx):
             raise _SeparableError
 
@@ -107,7 +107,7 @@ def newton(P: Problem, W, b, max_cg: int = 50, **_) -> FitResult:
             return P.result("newton", W, b, it, bool(np.abs(g).max() <= 100 * P.tol),
                             "line_search")
         W, b, f = W_new, b_new, f_new
-        P.record(f)
+        P.record(f, W, b)
         if P.check_separable(it, W, b, every=1):
             return P.result("newton", W, b, it, False, "separable")
     return P.result("newton", W, b, P.max_iter, False, "max_iter")
