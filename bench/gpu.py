@@ -182,6 +182,27 @@ def torch_or_cupy_pass(Xd, y, w, b, reps):
         return None
 
 
+def sweep_plans(Xd, specs, reps):
+    """Time the register kernel under other PREFETCH / X_REGISTERS settings (m = 1)."""
+    n, k = Xd.shape
+    rng = np.random.default_rng(5)
+    W, b = rng.standard_normal((k, 1)) * 0.1, rng.standard_normal(1) * 0.1
+    G, gb = np.empty((k, 1)), np.empty(1)
+    saved = gpu.PREFETCH, gpu.X_REGISTERS
+    for kind in (SIGMOID, LINEAR):
+        Td = cuda.to_device(targets(kind, n, 1))
+        want = gpu.gpu_loss_grad(kind, Xd, Td, W, b, G, gb)
+        for spec in specs.split(","):
+            pf, xr = (int(v) for v in spec.split(":"))
+            gpu.PREFETCH, gpu.X_REGISTERS = bool(pf), xr
+            rb = gpu._warp_plan(k, 1, False, Xd.dtype.itemsize)[1]
+            t = timed(partial(gpu.gpu_loss_grad, kind, Xd, Td, W, b, G, gb), reps)
+            got = gpu.gpu_loss_grad(kind, Xd, Td, W, b, G, gb)
+            print(f"  {KIND_NAMES[kind]}: prefetch {pf}, x registers {xr} (rows/batch {rb}): "
+                  f"{t * 1e3:.3f} ms, loss rel diff {rel(got, want):.1e}", flush=True)
+            gpu.PREFETCH, gpu.X_REGISTERS = saved
+
+
 # --------------------------------------------------------------------------- main
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -191,6 +212,9 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--sweep-blocks", default="",
                     help="comma-separated grid sizes of the register kernel to time (logistic)")
+    ap.add_argument("--sweep-plans", default="",
+                    help="comma-separated PREFETCH:X_REGISTERS settings of the register kernel "
+                         "to time (logistic and linear, m = 1), e.g. 1:64,0:64,0:128")
     args = ap.parse_args(argv)
     n, k = args.n, args.k
     print(f"device: {gpu.cuda_available()[1]}; n = {n}, k = {k}, float32 X "
@@ -215,7 +239,7 @@ def main(argv=None):
         ok &= err_lg <= TOL and err_h <= TOL
         t_lg = timed(partial(gpu.gpu_loss_grad, kind, Xd, Td, W, b, G, gb), args.reps)
         t_h = timed(partial(gpu.gpu_hessp, kind, Xd, W, b, V, vb, H, hb), args.reps)
-        plan = gpu._warp_plan(k, m, False)
+        plan = gpu._warp_plan(k, m, False, 4)
         name = f"{KIND_NAMES[kind]} m={m}" + ("" if plan else " (tile)")
         rows.append((f"gpu_loss_grad {name}", t_lg, err_lg))
         rows.append((f"gpu_hessp {name}", t_h, err_h))
@@ -237,6 +261,8 @@ def main(argv=None):
             else:
                 rows.append((f"{other[0]}: X@w, X.T@r", other[1], float("nan")))
         del Td
+    if args.sweep_plans:
+        sweep_plans(Xd, args.sweep_plans, args.reps)
     print(f"\n{'pass':<36}{'ms':>10}{'X GB/s':>10}{'% copy':>9}{'rel err':>11}")
     for name, t, err in rows:
         xbw = xbytes / t

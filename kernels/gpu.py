@@ -269,7 +269,7 @@ REGISTER_BUDGET = 64  # float64 values per lane the register kernel may hold (W,
 
 @cuda.jit(device=True)
 def _load_rows(X, row0, rows, kpl, lane, out):
-    """out[rr * kpl + u] = X[row0 + rr, lane + 32 u] as float64, 0 outside X.
+    """out[rr * kpl + u] = X[row0 + rr, lane + 32 u] (X's dtype), 0 outside X.
 
     Clamped indices and a select instead of branches, so all the loads are issued at once.
     """
@@ -278,24 +278,29 @@ def _load_rows(X, row0, rows, kpl, lane, out):
         i = min(row0 + rr, n - 1)
         for u in range(kpl):
             j = lane + 32 * u
-            x = float(X[i, min(j, k - 1)])
-            out[rr * kpl + u] = x if (j < k and row0 + rr < n) else 0.0
+            x = X[i, min(j, k - 1)]
+            out[rr * kpl + u] = x if (j < k and row0 + rr < n) else 0
 
 
-def _warp_plan(k, m, hess):
+PREFETCH = True      # register kernel: load the next batch while computing this one
+X_REGISTERS = 64     # 32-bit registers per lane for x values (the batch, and the next one)
+
+
+def _warp_plan(k, m, hess, itemsize):
     """``(kpl, rb)`` for ``_warp_kernel`` (features per lane, rows per batch), or None when its
     per-lane arrays would not fit in registers (wide data: ``_tile_kernel`` then)."""
     np_ = 2 * m if hess else m
     kpl = (k + 31) // 32
-    rb = 8
-    while rb > 1 and (rb * np_ > 16 or rb * kpl > 16):
+    per_x = itemsize // 4 * (2 if PREFETCH else 1)
+    rb = 16
+    while rb > 1 and (rb * np_ > 16 or rb * kpl * per_x > X_REGISTERS):
         rb //= 2
-    if kpl * (np_ + m) + 2 * rb * kpl > REGISTER_BUDGET:
+    if kpl * (np_ + m) + rb * kpl * per_x // 2 > REGISTER_BUDGET:
         return None
     return kpl, (16 if SIMULATOR else rb)  # the simulator: fewer barriers, same code
 
 
-def _warp_kernel(kind, m, kpl, rb, hess):
+def _warp_kernel(kind, m, kpl, rb, hess, xdtype):
     """Register kernel: each warp owns rows and keeps its x values, W and sums in registers.
 
     A warp loads ``rb`` rows (lanes over features, coalesced, all loads in flight at once),
@@ -304,11 +309,12 @@ def _warp_kernel(kind, m, kpl, rb, hess):
     values still in registers: X is read exactly once, no shared memory, no block barrier.
     Each warp writes its sums to its own column of ``partials``.
     """
-    key = ("warp", kind, m, kpl, rb, hess)
+    key = ("warp", kind, m, kpl, rb, hess, np.dtype(xdtype).name, PREFETCH)
     if key in _KERNELS:
         return _KERNELS[key]
     NP = 2 * m if hess else m
     NX, NW, NA, NPB, NG = rb * kpl, kpl * NP, kpl * m, rb * NP, rb * m
+    XT, PF = np.dtype(xdtype).type, PREFETCH   # x kept in X's dtype, widened at each use
 
     @cuda.jit
     def kernel(X, T, Wt, b, Vt, vb, partials):
@@ -318,8 +324,8 @@ def _warp_kernel(kind, m, kpl, rb, hess):
         w = cuda.local.array(NW, np.float64)      # W^T (and V^T) at the lane's features
         acc = cuda.local.array(NA, np.float64)    # sum_rows x g at the lane's features
         accb = cuda.local.array(m, np.float64)    # sum_rows g (the bias)
-        xs = cuda.local.array(NX, np.float64)     # the batch's x values
-        xn = cuda.local.array(NX, np.float64)     # the next batch's, being loaded
+        xs = cuda.local.array(NX, XT)             # the batch's x values
+        xn = cuda.local.array(NX, XT)             # the next batch's, being loaded
         p = cuda.local.array(NPB, np.float64)
         zr = cuda.local.array(NP, np.float64)
         gr = cuda.local.array(m, np.float64)
@@ -337,19 +343,23 @@ def _warp_kernel(kind, m, kpl, rb, hess):
         loss = 0.0
         step = NWARPS * rb      # block-uniform loop: every thread reduces equally often
         stride = cuda.gridDim.x * step
-        _load_rows(X, cuda.blockIdx.x * step + warp * rb, rb, kpl, lane, xn)
+        if PF:
+            _load_rows(X, cuda.blockIdx.x * step + warp * rb, rb, kpl, lane, xn)
         for base in range(cuda.blockIdx.x * step, n, stride):
             row0 = base + warp * rb
-            for q in range(NX):
-                xs[q] = xn[q]
-            # prefetch the next batch: its loads are in flight while this one is computed
-            _load_rows(X, row0 + stride, rb, kpl, lane, xn)
+            if PF:
+                for q in range(NX):
+                    xs[q] = xn[q]
+                # prefetch the next batch: its loads are in flight while this one is computed
+                _load_rows(X, row0 + stride, rb, kpl, lane, xn)
+            else:
+                _load_rows(X, row0, rb, kpl, lane, xs)
             for q in range(NPB):
                 p[q] = 0.0
             for rr in range(rb):
                 for u in range(kpl):
                     for c in range(NP):
-                        p[rr * NP + c] += xs[rr * kpl + u] * w[u * NP + c]
+                        p[rr * NP + c] += float(xs[rr * kpl + u]) * w[u * NP + c]
             _warp_allreduce(p, NPB)
             _select_row(p, NP, rb, lane, zr)
             for c in range(m):
@@ -369,7 +379,7 @@ def _warp_kernel(kind, m, kpl, rb, hess):
                     gv = gall[rr * m + c]
                     accb[c] += gv
                     for u in range(kpl):
-                        acc[u * m + c] += xs[rr * kpl + u] * gv
+                        acc[u * m + c] += float(xs[rr * kpl + u]) * gv
         col = cuda.blockIdx.x * NWARPS + warp
         for u in range(kpl):
             j = lane + 32 * u
@@ -633,12 +643,13 @@ def _fused_pass(kind, Xd, Td, Wd, bd, Vd, vbd, m, hess):
     """Run the fused kernel and the combine; return the (m*(k+1) + 1,) host sums (not / n)."""
     n, k = Xd.shape
     size = m * (k + 1) + 1
-    plan = _warp_plan(k, m, hess)
+    plan = _warp_plan(k, m, hess, Xd.dtype.itemsize)
     if plan is not None:
         kpl, rb = plan
         nb = max(1, min(WARP_BLOCKS, (n + NWARPS * rb - 1) // (NWARPS * rb)))
         partials, out = _buffers(nb * NWARPS, size)
-        _warp_kernel(kind, m, kpl, rb, hess)[nb, THREADS](Xd, Td, Wd, bd, Vd, vbd, partials)
+        kernel = _warp_kernel(kind, m, kpl, rb, hess, Xd.dtype)
+        kernel[nb, THREADS](Xd, Td, Wd, bd, Vd, vbd, partials)
     else:
         nb = _grid(n)
         kpt = (k + 1 + THREADS - 1) // THREADS
