@@ -18,9 +18,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-MODELS = ("linear", "logistic", "softmax", "ovr", "multilabel")
-REGS = ("none", "l1", "l2", "elasticnet")
-SOLVERS = ("gd", "agd", "sgd", "lbfgs", "newton", "cd", "closed_form", "auto")
+from .validation import MODELS, REGS, SOLVERS
+
 TASKS = ("regression", "binary", "multiclass", "multilabel")
 SOURCES = ("sklearn", "synthetic", "file")
 SKLEARN_SETS = {"breast_cancer": "binary", "iris": "multiclass", "wine": "multiclass",
@@ -96,8 +95,13 @@ class SolverConfig:
 
 
 @dataclass
-class GDConfig(SolverConfig):
+class AGDConfig(SolverConfig):
     step: float | None = None  # None: 1 / Lipschitz bound
+
+
+@dataclass
+class GDConfig(AGDConfig):
+    step_rule: str = "bb"  # bb (Barzilai-Borwein, non-monotone) or backtracking (monotone)
 
 
 @dataclass
@@ -116,6 +120,12 @@ class NewtonConfig(SolverConfig):
 @dataclass
 class LBFGSConfig(SolverConfig):
     memory: int = 10
+
+
+@dataclass
+class ProxNewtonConfig(SolverConfig):
+    sample: int | None = None  # rows of the subsampled Hessian; None: n/8 within fixed bounds
+    max_sweeps: int = 1000  # coordinate-descent sweeps per Newton step
 
 
 @dataclass
@@ -171,8 +181,9 @@ def register() -> None:
     cs.store(group="schema/model", name="model", node=ModelConfig)
     cs.store(group="schema/reg", name="reg", node=RegConfig)
     solvers: list[tuple[str, type]] = [("solver", SolverConfig), ("gd", GDConfig),
-                                       ("sgd", SGDConfig), ("lbfgs", LBFGSConfig),
-                                       ("newton", NewtonConfig)]
+                                       ("agd", AGDConfig), ("sgd", SGDConfig),
+                                       ("lbfgs", LBFGSConfig), ("newton", NewtonConfig),
+                                       ("prox_newton", ProxNewtonConfig)]
     for name, node in solvers:
         cs.store(group="schema/solver", name=name, node=node)
     cs.store(group="schema/backend", name="backend", node=BackendConfig)
@@ -296,8 +307,8 @@ def load(cfg: DictConfig | dict[str, Any]) -> tuple[Config, Runtime]:
 
 DATASET_SCHEMAS = {"sklearn": DatasetConfig, "synthetic": SyntheticDatasetConfig,
                    "file": FileDatasetConfig}
-SOLVER_SCHEMAS = {"gd": GDConfig, "agd": GDConfig, "sgd": SGDConfig, "lbfgs": LBFGSConfig,
-                  "newton": NewtonConfig}
+SOLVER_SCHEMAS = {"gd": GDConfig, "agd": AGDConfig, "sgd": SGDConfig, "lbfgs": LBFGSConfig,
+                  "newton": NewtonConfig, "prox_newton": ProxNewtonConfig}
 
 
 def _schema_for(cfg: DictConfig) -> DictConfig:

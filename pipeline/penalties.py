@@ -23,8 +23,6 @@ import numpy as np
 
 import kernels
 
-REGS = ("none", "l1", "l2", "elasticnet")
-
 
 @dataclass(frozen=True)
 class Penalty:

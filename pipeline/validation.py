@@ -6,12 +6,13 @@ import numpy as np
 
 MODELS = ("linear", "logistic", "softmax", "ovr", "multilabel")
 REGS = ("none", "l1", "l2", "elasticnet")
-SOLVERS = ("auto", "gd", "agd", "sgd", "lbfgs", "newton", "cd", "closed_form")
+SOLVERS = ("auto", "gd", "agd", "sgd", "lbfgs", "newton", "prox_newton", "cd", "closed_form")
 DTYPES = ("float64", "float32")
 
 # Which solvers can minimise which (model, reg): the one table every check reads.
 _SMOOTH_ONLY = {"lbfgs", "newton", "closed_form"}
 _LINEAR_ONLY = {"cd", "closed_form"}
+_LOGISTIC_ONLY = {"prox_newton"}
 
 
 def allowed_solvers(model: str, reg: str) -> list[str]:
@@ -21,6 +22,8 @@ def allowed_solvers(model: str, reg: str) -> list[str]:
         if s in _SMOOTH_ONLY and reg not in ("none", "l2"):
             continue
         if s in _LINEAR_ONLY and model != "linear":
+            continue
+        if s in _LOGISTIC_ONLY and model != "logistic":
             continue
         out.append(s)
     return out
@@ -39,7 +42,9 @@ def check_compatibility(model: str, reg: str, solver: str) -> None:
     allowed = allowed_solvers(model, reg)
     if solver not in allowed:
         why = ("needs a smooth objective (reg none or l2)" if solver in _SMOOTH_ONLY
-               and reg not in ("none", "l2") else "is for model=linear only")
+               and reg not in ("none", "l2") else
+               "is for model=logistic only" if solver in _LOGISTIC_ONLY else
+               "is for model=linear only")
         raise ValueError(f"solver={solver!r} {why}; for model={model!r} with reg={reg!r} use "
                          f"one of: {', '.join(allowed)}")
 
