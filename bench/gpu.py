@@ -195,7 +195,8 @@ def sweep_plans(Xd, specs, reps):
         for spec in specs.split(","):
             pf, xr = (int(v) for v in spec.split(":"))
             gpu.PREFETCH, gpu.X_REGISTERS = bool(pf), xr
-            rb = gpu._warp_plan(k, 1, False, Xd.dtype.itemsize)[1]
+            plan = gpu._warp_plan(k, 1, False, Xd.dtype.itemsize)
+            rb = plan[1] if plan else "tile kernel"
             t = timed(partial(gpu.gpu_loss_grad, kind, Xd, Td, W, b, G, gb), reps)
             got = gpu.gpu_loss_grad(kind, Xd, Td, W, b, G, gb)
             print(f"  {KIND_NAMES[kind]}: prefetch {pf}, x registers {xr} (rows/batch {rb}): "
