@@ -126,3 +126,25 @@ def test_history_callback_and_accounting():
     assert all(b <= a + 1e-15 for a, b in zip(res.history, res.history[1:], strict=False))
     assert np.allclose([F - L for _, F, L in seen][-1], res.penalty)
     assert res.n_passes >= res.n_iter and res.time_s > 0
+
+
+def test_multi_output_linear_matches_per_column_fits():
+    X, _ = ref.dataset("diabetes")
+    rng = np.random.default_rng(0)
+    Y = X @ rng.standard_normal((X.shape[1], 3)) + rng.standard_normal((X.shape[0], 3))
+    both = pipeline.fit(X, Y, model="linear", reg="l1", lam=0.1, solver="cd", tol=1e-10)
+    for c in range(3):
+        one = pipeline.fit(X, Y[:, c], model="linear", reg="l1", lam=0.1, solver="cd",
+                           tol=1e-10)
+        np.testing.assert_allclose(both.W[:, c], one.W[:, 0], atol=1e-9)
+    assert pipeline.predict(both, X).shape == (X.shape[0], 3)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "agd"])
+def test_float32_storage_reaches_the_float64_optimum(solver):
+    X, y = ref.dataset("wine")
+    F_star, _, _ = ref.split_optimum("wine", "softmax", "l2", 0.1)
+    res = pipeline.fit(X, y, model="softmax", reg="l2", lam=0.1, solver=solver, tol=1e-8,
+                       max_iter=20_000, dtype="float32")
+    F64 = ref.naive.objective("softmax", "l2", 0.1, 0.5, X, y.astype(int), res.W, res.b)
+    assert (F64 - F_star) / F_star <= 1e-6  # X rounded to float32, sums kept in float64
