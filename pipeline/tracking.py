@@ -131,6 +131,32 @@ def git_facts(root: Path) -> dict[str, str]:
             "git.dirty": str(bool(dirty.strip())).lower()}
 
 
+def run_tags(uri: str, run_id: str) -> dict[str, str] | None:
+    """Tags of run ``run_id`` in the store at ``uri``; None when there is no such run."""
+    _mlflow()  # waits for preload(): two threads importing mlflow at once deadlock or fail
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        return dict(MlflowClient(uri).get_run(run_id).data.tags)
+    except MlflowException:
+        return None
+
+
+def find_run(uri: str, tag: str, value: str) -> str | None:
+    """The newest run (any experiment) whose tag ``tag`` equals ``value``, or None."""
+    _mlflow()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exps = [e.experiment_id for e in client.search_experiments()]
+    if not exps:
+        return None
+    runs = client.search_runs(exps, f"tags.`{tag}` = '{value}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
 # ----------------------------------------------------------------------------- one run
 class Tracker:
     """One MLflow run, used as a context manager that always ends it with its true status.
@@ -141,19 +167,26 @@ class Tracker:
     run_name : shown in the UI.
     tags : set when the run starts.
     parent_run_id : the sweep's parent run (multirun child), or None.
+    resume_run_id : reopen this run instead of starting one (a later DVC stage adds to the
+        run an earlier stage opened); ``tags`` are then added to it.
     """
 
     def __init__(self, uri: str, experiment: str, run_name: str, tags: dict[str, str],
-                 parent_run_id: str | None = None):
+                 parent_run_id: str | None = None, resume_run_id: str | None = None):
         self.uri, self.experiment, self.run_name = uri, experiment, run_name
         self.tags, self.parent_run_id = tags, parent_run_id
-        self.run_id = ""
+        self.run_id = resume_run_id or ""
         self._pending: list[Any] = []
         self._last_flush = 0.0
 
     def __enter__(self) -> Tracker:
         mlflow = _mlflow()
         mlflow.set_tracking_uri(self.uri)
+        if self.run_id:  # resume: the run exists, its experiment too
+            mlflow.start_run(run_id=self.run_id)
+            if self.tags:
+                mlflow.set_tags(self.tags)
+            return self
         exp_id = ensure_experiment(self.uri, self.experiment)
         run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name, tags=self.tags,
                                parent_run_id=self.parent_run_id)
