@@ -27,8 +27,7 @@ MODELS = [("linear", LINEAR, 3), ("logistic", SIGMOID, 1), ("multilabel", SIGMOI
 DTYPES = [np.float64, np.float32]
 PROX = [("l1", (0.3,)), ("l2", (0.5,)), ("elasticnet", (0.3, 0.5))]
 PREFETCH_CASES = ["logistic-float32", "softmax-float64"]
-TILE_CASES = ["linear-float64", "logistic-float64", "multilabel-float64", "softmax-float64",
-              "softmax-float32"]
+TILE_CASES = ["linear-float64", "multilabel-float64", "softmax-float32"]
 
 
 # --------------------------------------------------------------------------- cases
@@ -53,7 +52,7 @@ def _cases():
     cases = {f"{name}-{np.dtype(dt).name}": _case(kind, m, dt)
              for name, kind, m in MODELS for dt in DTYPES}
     # logits of about +-1000 (|x| ~ 1, |W| ~ 300): the stable forms must stay finite
-    for name, kind, m in MODELS:
+    for name, kind, m in MODELS[1:]:
         cases[f"{name}-extreme"] = _case(kind, m, np.float64, n=64, scale=300.0, seed=1)
     return cases
 
