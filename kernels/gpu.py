@@ -13,27 +13,31 @@ Data convention
 - ``G_out`` (k, m) and ``gb_out`` (m,) are host arrays, filled in place; the loss is returned.
 - The prox steps work in place on device arrays (host arrays are copied there and back).
 
-Design of one evaluation (``_tile_kernel``)
--------------------------------------------
-Blocks of ``THREADS`` threads walk over tiles of ``TILE_ROWS`` rows (grid-stride). Per tile:
+Design of one evaluation
+------------------------
+``_warp_kernel`` (the default): a warp owns batches of rows (grid-stride, block-uniform). It
+loads a batch with lanes over features (coalesced, all loads in flight at once) into registers,
+sums the per-lane partial logits with a warp-shuffle butterfly (``shfl_xor``), lane ``r`` turns
+row ``r``'s ``z`` into its loss and ``g = dloss/dz``, the ``g``s are broadcast with shuffles
+and ``x g^T`` is added to per-lane accumulators while the x values are still in registers: X
+is read exactly once, with no shared memory and no block barrier.
 
-1. Each warp takes its rows; lanes stride over the features, so a row is one coalesced load.
-   A warp takes several rows at once; the per-lane partial logits are summed with a
-   warp-shuffle butterfly (``shfl_xor``), after which lane ``r`` turns row ``r``'s ``z`` into
-   its loss and ``g = dloss/dz`` and writes ``g`` to shared memory.
-2. Each thread owns features ``j = tid, tid + THREADS, ...`` (and the bias as feature ``k``)
-   and accumulates ``sum_r X[r, j] g[r, :]`` in registers. This re-read of the tile hits L1/L2,
-   so DRAM sees ``X`` once per evaluation.
+``_tile_kernel`` (wide data, when W, the sums and a batch would not fit in registers): blocks
+walk over tiles of ``TILE_ROWS`` rows; warps compute the rows' ``g`` as above into shared
+memory, then each thread owns features ``j = tid, tid + THREADS, ...`` and accumulates
+``sum_r X[r, j] g[r, :]``, re-reading the tile from L1/L2 (DRAM still sees X once).
 
-At the end every block writes its partial sums to its own column of a ``partials`` array and a
-second kernel adds the columns in a fixed order. The grid size depends only on ``n``, so results
-are bit-identical from run to run (no atomics anywhere).
+Every warp (register kernel) or block (tile kernel) writes its partial sums to its own column
+of a ``partials`` array and a second kernel adds the columns in a fixed order. The grid depends
+only on ``n``, ``k`` and ``m``, so results are bit-identical from run to run (no atomics).
 
-All arithmetic is float64 (float32 ``X`` is widened on load): a fused pass is memory-bound on
+All arithmetic is float64 (float32 ``X`` is widened at use): the pass is memory-bound on
 data-centre GPUs, and float64 accumulation keeps the float32 error at the input rounding only
-(on consumer GPUs, with slow float64, it is compute-bound). Per-thread accumulators live in
-registers for k up to a few hundred features (checked in the PTX for sm_90); for thousands of
-features they spill to (cached) local memory.
+(on consumer GPUs, with slow float64, it is compute-bound). Register residency of the per-lane
+arrays was checked in the PTX for sm_90. Measured on an H200 (n = 2e7, k = 100, float32, one
+pass = 8 GB; device copy 3.4-3.8 TB/s read + write): linear 3.9-4.3 ms, logistic 5.7 ms (its
+float64 exp/log1p per row, on 8 of 32 lanes, is the limit), softmax m=4 about 12 ms; PyTorch's
+two passes (``X @ w``, ``X.T @ r``) took 5.0 ms. Parity with float64: relative error ~5e-15.
 
 Under the numba CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, used by CI) warp shuffles are not
 available, so ``_warp_allreduce`` is replaced by a shared-memory version that adds the same
