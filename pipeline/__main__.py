@@ -4,6 +4,8 @@ Thin on purpose: compose ``conf/`` -> ``config.load`` (typed, validated) -> ``ru
 Importing ``pipeline.config`` registers the schemas before Hydra composes.
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -12,7 +14,11 @@ from pipeline import config as cfgmod
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    config, runtime = cfgmod.load(cfg)
+    try:
+        config, runtime = cfgmod.load(cfg)
+    except cfgmod.ConfigError as err:  # the user's mistake: say what and how, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     from pipeline import run
 
     run.run(config, runtime)

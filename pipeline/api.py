@@ -16,7 +16,7 @@ from .validation import check_compatibility, check_hyperparameters, check_target
 
 def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: float = 0.5,
         solver: str = "auto", tol: float = 1e-7, max_iter: int = 1000, seed: int = 0,
-        dtype: str = "float64", callback: Callback | None = None,
+        dtype: str = "float64", backend: str = "cpu", callback: Callback | None = None,
         **solver_options) -> FitResult:
     """Minimise F = L + R (``shared/spec/objectives.md``) for one of the lecture's models.
 
@@ -32,6 +32,7 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
     max_iter : iterations (epochs for sgd, sweeps for cd).
     seed : seeds every random choice (sgd shuffles, the Lipschitz estimate's sample).
     dtype : float64 or float32 storage of X (W, b and all sums stay float64).
+    backend : cpu (numba) or cuda (numba CUDA; X copied to the GPU once, needs the cuda extra).
     callback : ``callback(step, F, L, W, b)`` after every step (progress bars, per-step
         metrics); W and b are the solver's current arrays: copy them to keep them.
     solver_options : passed to the solver (e.g. ``batch_size``, ``lr`` for sgd).
@@ -40,14 +41,20 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
     -------
     FitResult with W (k, m), b (m,), F, L, R, passes, time, convergence and history.
     """
-    check_compatibility(model, reg, solver)
+    check_compatibility(model, reg, solver, backend)
     check_hyperparameters(lam, l1_ratio, tol, max_iter)
     X = check_X(X, dtype)
     T, classes = check_targets(model, y, X.shape[0])
-    objective = Objective(model, X, T, n_classes=0 if classes is None else len(classes))
+    n_classes = 0 if classes is None else len(classes)
+    if backend == "cuda":
+        from .objectives_cuda import CudaObjective
+
+        objective: Objective = CudaObjective(model, X, T, n_classes)
+    else:
+        objective = Objective(model, X, T, n_classes)
     penalty = Penalty(reg, float(lam), float(l1_ratio), X.shape[1])
     if solver == "auto":
-        solver = choose_auto(model, reg, *X.shape)
+        solver = choose_auto(model, reg, X.shape[0], X.shape[1], backend)
     problem = Problem(objective, penalty, tol, max_iter, callback)
     if problem.can_diverge:
         separator = separating_point(model, X, objective.T, objective.n_outputs)

@@ -247,18 +247,18 @@ def validate(config: Config) -> None:
 
 
 def _check_core_compatibility(model: str, reg: str, solver: str, backend: str) -> None:
-    """Ask the training core which solver fits; its ValueError becomes a ConfigError."""
+    """Ask the training core which solver fits (and whether CUDA is here); errors name the fix."""
+    from .validation import check_compatibility
+
     try:
-        from pipeline import validation
-    except ImportError:  # training core not there yet: nothing more to check
-        return
-    check = getattr(validation, "check_compatibility", None)
-    if check is None:
-        return
-    try:
-        check(model, reg, solver)
+        check_compatibility(model, reg, solver, backend)
+        if backend == "cuda":
+            from .objectives_cuda import load_gpu_kernels
+
+            load_gpu_kernels()
     except ValueError as err:
-        raise ConfigError(f"model={model} reg={reg} solver={solver}: {err}") from err
+        raise ConfigError(f"model={model} reg={reg} solver={solver} backend={backend}: "
+                          f"{err}") from err
 
 
 def _runtime(cfg: DictConfig) -> Runtime:

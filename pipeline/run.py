@@ -7,7 +7,6 @@ no run behind; anything that fails after that ends the run FAILED with its error
 
 from __future__ import annotations
 
-import inspect
 import sys
 import tempfile
 import time
@@ -81,13 +80,11 @@ def _fit(config: cfgmod.Config, data: datamod.Dataset, callback: Progress) -> An
 
         most = int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))
         numba.set_num_threads(min(config.backend.threads, most))
-    options = cfgmod.solver_options(config.solver)
-    if "backend" in inspect.signature(fit).parameters:  # a core that knows several backends
-        options["backend"] = config.backend.name
     return fit(data.X["train"], data.y["train"], model=config.model.name, reg=config.reg.name,
                lam=config.reg.lam, l1_ratio=config.reg.l1_ratio, solver=config.solver.name,
                tol=config.solver.tol, max_iter=config.solver.max_iter, seed=config.seed,
-               dtype=config.backend.dtype, callback=callback, **options)
+               dtype=config.backend.dtype, backend=config.backend.name, callback=callback,
+               **cfgmod.solver_options(config.solver))
 
 
 def evaluate(result: Any, data: datamod.Dataset) -> tuple[dict[str, float], dict[str, Any]]:

@@ -8,17 +8,22 @@ MODELS = ("linear", "logistic", "softmax", "ovr", "multilabel")
 REGS = ("none", "l1", "l2", "elasticnet")
 SOLVERS = ("auto", "gd", "agd", "sgd", "lbfgs", "newton", "prox_newton", "cd", "closed_form")
 DTYPES = ("float64", "float32")
+BACKENDS = ("cpu", "cuda")
 
 # Which solvers can minimise which (model, reg): the one table every check reads.
 _SMOOTH_ONLY = {"lbfgs", "newton", "closed_form"}
 _LINEAR_ONLY = {"cd", "closed_form"}
 _LOGISTIC_ONLY = {"prox_newton"}
+# These read X through the CPU Gram kernel: no device twin (yet).
+_CPU_ONLY = {"cd", "closed_form", "prox_newton"}
 
 
-def allowed_solvers(model: str, reg: str) -> list[str]:
-    """Solvers that can minimise ``model`` with ``reg`` (``auto`` always can)."""
+def allowed_solvers(model: str, reg: str, backend: str = "cpu") -> list[str]:
+    """Solvers that can minimise ``model`` with ``reg`` on ``backend`` (``auto`` always can)."""
     out = []
     for s in SOLVERS:
+        if s in _CPU_ONLY and backend != "cpu":
+            continue
         if s in _SMOOTH_ONLY and reg not in ("none", "l2"):
             continue
         if s in _LINEAR_ONLY and model != "linear":
@@ -34,19 +39,21 @@ def _choice(field: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{field}={value!r} is not known; choose one of {', '.join(allowed)}")
 
 
-def check_compatibility(model: str, reg: str, solver: str) -> None:
-    """Raise ``ValueError`` when ``solver`` cannot minimise ``model`` + ``reg``."""
+def check_compatibility(model: str, reg: str, solver: str, backend: str = "cpu") -> None:
+    """Raise ``ValueError`` when ``solver`` cannot minimise ``model`` + ``reg`` on ``backend``."""
     _choice("model", model, MODELS)
     _choice("reg", reg, REGS)
     _choice("solver", solver, SOLVERS)
-    allowed = allowed_solvers(model, reg)
+    _choice("backend", backend, BACKENDS)
+    allowed = allowed_solvers(model, reg, backend)
     if solver not in allowed:
         why = ("needs a smooth objective (reg none or l2)" if solver in _SMOOTH_ONLY
                and reg not in ("none", "l2") else
-               "is for model=logistic only" if solver in _LOGISTIC_ONLY else
-               "is for model=linear only")
-        raise ValueError(f"solver={solver!r} {why}; for model={model!r} with reg={reg!r} use "
-                         f"one of: {', '.join(allowed)}")
+               "is for model=logistic only" if solver in _LOGISTIC_ONLY and model != "logistic"
+               else "is for model=linear only" if solver in _LINEAR_ONLY and model != "linear"
+               else "runs on backend=cpu only")
+        raise ValueError(f"solver={solver!r} {why}; for model={model!r} with reg={reg!r} "
+                         f"on backend={backend!r} use one of: {', '.join(allowed)}")
 
 
 def check_hyperparameters(lam: float, l1_ratio: float, tol: float, max_iter: int) -> None:

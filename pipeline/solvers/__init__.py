@@ -19,7 +19,8 @@ SOLVERS: dict[str, Callable[..., FitResult]] = {
 }
 
 
-def choose_auto(model: str, reg: str, n_samples: int, n_features: int) -> str:
+def choose_auto(model: str, reg: str, n_samples: int, n_features: int,
+                backend: str = "cpu") -> str:
     """The fastest correct solver for the problem's shape (see bench/solvers.py).
 
     Linear: one Gram pass, then work independent of n (closed form, or CD for L1) while the
@@ -28,9 +29,11 @@ def choose_auto(model: str, reg: str, n_samples: int, n_features: int) -> str:
     smooth classifiers: L-BFGS on the fused kernel. Other non-smooth classifiers: FISTA.
     """
     smooth = reg in ("none", "l2")
+    if backend != "cpu":  # data on the device: the methods that only ask for loss and gradient
+        return "lbfgs" if smooth else "agd"
     if model == "linear" and n_features <= 4096:
         return "closed_form" if smooth else "cd"
-    if model == "logistic" and n_features <= 2048:
+    if model in ("logistic", "softmax") and n_features <= 2048:
         return "prox_newton"
     return "lbfgs" if smooth else "agd"
 
