@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, softmax
 
 import kernels
 
 from .objectives import Objective
 from .penalties import Penalty
-from .separability import separating_point
 from .solvers import SOLVERS, Callback, FitResult, Problem, choose_auto
 from .validation import check_compatibility, check_hyperparameters, check_targets, check_X
 
@@ -57,6 +55,8 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
         solver = choose_auto(model, reg, X.shape[0], X.shape[1], backend)
     problem = Problem(objective, penalty, tol, max_iter, callback)
     if problem.can_diverge:
+        from .separability import separating_point  # scipy's LP: imported only when needed
+
         separator = separating_point(model, X, objective.T, objective.n_outputs)
         if separator is not None:
             result = problem.stop_separable(solver, *separator)
@@ -82,6 +82,8 @@ def decision_function(result: FitResult, X) -> np.ndarray:
 
 def predict_proba(result: FitResult, X) -> np.ndarray:
     """Class probabilities: logistic (n, 2); softmax and ovr (n, m); multilabel (n, m)."""
+    from scipy.special import expit, softmax  # lazy: keeps `import pipeline` light
+
     Z = decision_function(result, X)
     if result.model == "logistic":
         p = expit(Z[:, 0])

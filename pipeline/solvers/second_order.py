@@ -6,7 +6,6 @@ Both stop when the max-norm of the gradient of F is below ``tol``.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize
 
 from ._problem import FitResult, Problem, pack, unpack
 
@@ -17,6 +16,8 @@ class _SeparableError(Exception):
 
 def lbfgs(P: Problem, W, b, memory: int = 10, **_) -> FitResult:
     """scipy's L-BFGS-B driving the fused loss-and-gradient kernel (one pass per evaluation)."""
+    from scipy.optimize import minimize  # lazy: scipy.optimize costs ~0.2 s to import
+
     k, m = W.shape
     G, gb = np.empty_like(W), np.empty_like(b)
 
