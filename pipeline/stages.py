@@ -16,6 +16,7 @@ ids, timings and absolute paths go to MLflow only. Lineage tags on the run: ``dv
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -181,8 +182,8 @@ def load_model(folder: Path = MODELS) -> Any:
 
 # ----------------------------------------------------------------------------- lineage
 def _dep_md5s(stage: str, root: Path = Path(".")) -> dict[str, str]:
-    """md5 of each dep of ``stage`` as ``dvc.lock`` has it now (upstream outs are written
-    before this stage runs); files DVC has not recorded yet are hashed here (DVC 3's md5)."""
+    """md5 of each dep of ``stage``: upstream outputs as ``dvc.lock`` has them (DVC writes
+    each stage's entry before the next one runs), code hashed here the way DVC 3 does."""
     import yaml
 
     try:
@@ -200,11 +201,31 @@ def _dep_md5s(stage: str, root: Path = Path(".")) -> dict[str, str]:
         path = root / dep
         if dep in recorded:
             out[dep] = recorded[dep]
-        elif path.is_file():
-            out[dep] = hashlib.md5(path.read_bytes()).hexdigest()
-        elif path.is_dir():
-            out[dep] = digest(path) + ".tree"
+        elif path.exists():
+            out[dep] = dvc_md5(path, root)
     return out
+
+
+def dvc_md5(path: Path, root: Path = Path(".")) -> str:
+    """DVC 3's md5 of a file (its bytes) or folder (``<md5 of the sorted listing>.dir``),
+    skipping what ``.dvcignore`` ignores (name patterns; ``name/`` for folders)."""
+    if path.is_file():
+        return hashlib.md5(path.read_bytes()).hexdigest()
+    ignore = root / ".dvcignore"
+    pats = [ln.strip() for ln in (ignore.read_text().splitlines() if ignore.exists() else [])
+            if ln.strip() and not ln.startswith("#")]
+    dirs = [p.rstrip("/") for p in pats if p.endswith("/")]
+    names = [p for p in pats if not p.endswith("/")]
+    entries = []
+    for f in path.rglob("*"):
+        rel = f.relative_to(path)
+        if (not f.is_file() or any(fnmatch.fnmatch(d, p) for d in rel.parts[:-1] for p in dirs)
+                or any(fnmatch.fnmatch(rel.name, p) for p in names)):
+            continue
+        entries.append({"md5": hashlib.md5(f.read_bytes()).hexdigest(),
+                        "relpath": rel.as_posix()})
+    entries.sort(key=lambda e: e["relpath"])
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
 def lineage_tags(stage: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ a child run with ``parent_run_id``.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import re
@@ -22,6 +23,7 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +133,25 @@ def git_facts(root: Path) -> dict[str, str]:
             "git.dirty": str(bool(dirty.strip())).lower()}
 
 
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive file lock next to a SQLite store (processes racing to create and
+    migrate a fresh store crash); a no-op for other stores."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock = Path(uri[len("sqlite:///"):] + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def run_tags(uri: str, run_id: str) -> dict[str, str] | None:
     """Tags of run ``run_id`` in the store at ``uri``; None when there is no such run."""
     _mlflow()  # waits for preload(): two threads importing mlflow at once deadlock or fail
@@ -187,7 +208,8 @@ class Tracker:
             if self.tags:
                 mlflow.set_tags(self.tags)
             return self
-        exp_id = ensure_experiment(self.uri, self.experiment)
+        with store_lock(self.uri):  # parallel stages (dvc queue start -j 2), fresh store
+            exp_id = ensure_experiment(self.uri, self.experiment)
         run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name, tags=self.tags,
                                parent_run_id=self.parent_run_id)
         self.run_id = run.info.run_id

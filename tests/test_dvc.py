@@ -1,0 +1,215 @@
+"""The DVC pipeline, with the real ``dvc`` in a temporary copy of the repository.
+
+The copy holds the tracked files of this checkout in a fresh git repository (so uncommitted
+work is what is tested) and its own MLflow store (``<copy>/mlflow.db``, a copy of the
+pre-migrated one): runs resolve their store against ``$DVC_ROOT`` like a user's, and nothing is
+written into this repository. One copy serves the module: the tests run in order on one worker
+(``xdist_group``), each building on the state the previous one left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, runs_of
+
+pytestmark = pytest.mark.xdist_group("dvc")
+GIT_ID = {"GIT_AUTHOR_NAME": "pipeline tests", "GIT_AUTHOR_EMAIL": "tests@example.invalid",
+          "GIT_COMMITTER_NAME": "pipeline tests", "GIT_COMMITTER_EMAIL": "tests@example.invalid"}
+OUTPUTS = ("metrics/eval.json", "plots/train/history.csv", "plots/eval/confusion.csv",
+           "plots/eval/roc.csv", "plots/eval/predicted_vs_true.csv")
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env.update(GIT_ID, PYTHONHASHSEED="0", DVC_NO_ANALYTICS="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def sh(repo: Path, *args: str, timeout: float = 900, check: bool = True) -> str:
+    """Run a command in ``repo``; return stdout+stderr, failing the test with it on error."""
+    proc = subprocess.run(list(args), cwd=repo, env=_env(), capture_output=True, text=True,
+                          timeout=timeout)
+    out = proc.stdout + proc.stderr
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(args)} exited with {proc.returncode}:\n{out[-6000:]}")
+    return out
+
+
+def dvc(repo: Path, *args: str, timeout: float = 900, check: bool = True) -> str:
+    return sh(repo, sys.executable, "-m", "dvc", *args, timeout=timeout, check=check)
+
+
+def copy_repo(dest: Path) -> Path:
+    """The tracked files of this checkout, committed in a fresh git repository at ``dest``."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    sh(dest, "git", "init", "-q", "-b", "main")
+    sh(dest, "git", "config", "user.name", GIT_ID["GIT_AUTHOR_NAME"])
+    sh(dest, "git", "config", "user.email", GIT_ID["GIT_AUTHOR_EMAIL"])
+    sh(dest, "git", "add", "-A")
+    sh(dest, "git", "commit", "-q", "-m", "copy")
+    return dest
+
+
+def lock(repo: Path) -> dict:
+    return yaml.safe_load((repo / "dvc.lock").read_text())
+
+
+def _outs(lk: dict) -> dict[str, str]:
+    return {o["path"]: o["md5"] for st in lk["stages"].values() for o in st.get("outs", [])}
+
+
+def _inputs(lk: dict) -> dict:
+    return {name: (st.get("deps"), st.get("params")) for name, st in lk["stages"].items()}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, migrated_store) -> Path:
+    path = copy_repo(tmp_path_factory.mktemp("dvcrepo"))
+    shutil.copy(migrated_store, path / "mlflow.db")
+    return path
+
+
+def test_committed_params_yaml_is_composed_conf(tmp_path):
+    """params.yaml is conf/ composed, and pipeline.compose writes what DVC's composition does."""
+    from dvc.utils.hydra import compose_and_dump
+
+    from pipeline.compose import compose
+
+    assert (REPO / "params.yaml").read_text() == compose([], REPO / "conf")
+    overrides = ["model=softmax", "dataset=iris", "reg.lam=0.1"]
+    compose_and_dump(tmp_path / "params.yaml", str(REPO / "conf"), None, "config", str(REPO),
+                     overrides)
+    assert (tmp_path / "params.yaml").read_text() == compose(overrides, REPO / "conf")
+
+
+@pytest.mark.slow
+def test_repro_from_nothing_is_bit_for_bit(repo):
+    committed = lock(repo) if (repo / "dvc.lock").exists() else {"stages": {}}
+    t0 = time.monotonic()
+    out = dvc(repo, "repro")
+    first_s = time.monotonic() - t0
+    for stage in ("prepare", "train", "evaluate"):
+        assert f"Running stage '{stage}'" in out
+    assert json.loads((repo / "metrics/eval.json").read_text())["test_accuracy"] > 0.9
+    for rel in OUTPUTS:
+        assert (repo / rel).is_file(), rel
+    fresh = lock(repo)
+    if _inputs(fresh) == _inputs(committed):  # same code and params: the committed outputs
+        assert _outs(fresh) == _outs(committed)
+    else:
+        warnings.warn("dvc.lock is stale (code or params changed since it was committed): "
+                      "run `dvc repro` and commit dvc.lock", stacklevel=1)
+    assert "Data and pipelines are up to date" in dvc(repo, "repro")
+    snapshot = {rel: (repo / rel).read_bytes() for rel in (*OUTPUTS, "dvc.lock")}
+    out = dvc(repo, "repro", "-f")
+    assert "Running stage 'train'" in out
+    for rel, data in snapshot.items():
+        assert (repo / rel).read_bytes() == data, f"{rel} differs after dvc repro -f"
+    runs = runs_of(f"sqlite:///{repo / 'mlflow.db'}")
+    assert len(runs) == 2  # one per train/evaluate execution
+    head = sh(repo, "git", "rev-parse", "HEAD").strip()
+    for run in runs:
+        check_lineage(run, fresh, head)
+    print(f"first dvc repro: {first_s:.1f} s")
+
+
+def check_lineage(run, lk: dict, head: str | None = None) -> None:
+    """The run's tags name its stages, commit and the md5 of every input dvc.lock records."""
+    tags = run.data.tags
+    assert run.info.status == "FINISHED"
+    assert tags["dvc.stages"] == "train,evaluate"
+    assert tags["dvc.stage"] == "evaluate"
+    if head is not None:
+        assert tags["git.commit"] == head
+    for stage in ("train", "evaluate"):
+        deps = {d["path"]: d["md5"] for d in lk["stages"][stage]["deps"]}
+        got = {k.split(".dep.", 1)[1]: v for k, v in tags.items()
+               if k.startswith(f"dvc.{stage}.dep.")}
+        assert got == deps, stage
+        assert tags[f"dvc.{stage}.inputs_md5"]
+    assert {"objective", "test_accuracy", "fit_time_s"} <= set(run.data.metrics)
+    assert run.data.params["reg.lam"]
+
+
+@pytest.mark.slow
+def test_param_change_reruns_train_and_evaluate_only(repo):
+    before = json.loads((repo / "metrics/eval.json").read_text())
+    sh(repo, sys.executable, "-m", "pipeline.compose", "reg.lam=0.5")
+    out = dvc(repo, "repro")
+    assert "Stage 'prepare' didn't change, skipping" in out
+    assert "Running stage 'train'" in out and "Running stage 'evaluate'" in out
+    after = json.loads((repo / "metrics/eval.json").read_text())
+    assert after["final_penalty"] != before["final_penalty"]
+    assert "reg.lam" in dvc(repo, "params", "diff")
+    sh(repo, "git", "checkout", "--", "params.yaml")
+    dvc(repo, "repro")  # back to the committed params: restored from DVC's run cache
+    assert json.loads((repo / "metrics/eval.json").read_text()) == before
+
+
+@pytest.mark.slow
+def test_exp_run_with_hydra_overrides(repo, tmp_path):
+    n_runs = len(runs_of(f"sqlite:///{repo / 'mlflow.db'}"))
+    dvc(repo, "exp", "run", "-n", "iris-softmax", "-S", "model=softmax", "-S", "dataset=iris")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["model"]["name"] == "softmax" and params["dataset"]["name"] == "iris"
+    metrics = json.loads((repo / "metrics/eval.json").read_text())
+    assert metrics["test_accuracy"] > 0.8 and "test_macro_f1" in metrics
+    shown = dvc(repo, "exp", "show", "--json")
+    assert "iris-softmax" in shown and "test_macro_f1" in shown
+    assert "test_accuracy" in dvc(repo, "metrics", "show")
+    assert "index.html" in dvc(repo, "plots", "show", "-o", str(tmp_path / "plots"))
+    assert (tmp_path / "plots" / "index.html").stat().st_size > 1000
+    runs = runs_of(f"sqlite:///{repo / 'mlflow.db'}")
+    assert len(runs) == n_runs + 1
+    run = next(r for r in runs if r.data.tags.get("dvc.exp_name") == "iris-softmax")
+    check_lineage(run, lock(repo))
+    assert run.data.params["dataset.name"] == "iris"
+
+
+@pytest.mark.slow
+def test_queued_experiments_land_in_the_repository_store(repo):
+    names = ["q-lam01", "q-l1"]
+    dvc(repo, "exp", "run", "--queue", "-n", names[0], "-S", "reg.lam=0.1")
+    dvc(repo, "exp", "run", "--queue", "-n", names[1], "-S", "reg=l1")
+    dvc(repo, "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 1200
+    try:
+        while time.monotonic() < deadline:
+            status = dvc(repo, "queue", "status")
+            if not any(s in status for s in ("Queued", "Running")):
+                break
+            time.sleep(5)
+        else:
+            pytest.fail(f"queued experiments still running:\n{status}")
+    finally:
+        dvc(repo, "queue", "stop", check=False)
+    assert status.count("Success") == 2, status + dvc(repo, "queue", "logs", names[0],
+                                                      check=False)
+    shown = dvc(repo, "exp", "show", "--json")
+    assert all(n in shown for n in names)
+    runs = runs_of(f"sqlite:///{repo / 'mlflow.db'}")
+    for name in names:
+        run = next(r for r in runs if r.data.tags.get("dvc.exp_name") == name)
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["dvc.stages"] == "train,evaluate"
+        assert "test_accuracy" in run.data.metrics
+        assert str(repo) in run.info.artifact_uri  # the repository's store, not the temp copy
