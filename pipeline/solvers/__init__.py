@@ -33,7 +33,7 @@ def choose_auto(model: str, reg: str, n_samples: int, n_features: int,
         return "lbfgs" if smooth else "agd"
     if model == "linear" and n_features <= 4096:
         return "closed_form" if smooth else "cd"
-    if model in ("logistic", "softmax") and n_features <= 2048:
+    if model == "logistic" and n_features <= 2048:
         return "prox_newton"
     return "lbfgs" if smooth else "agd"
 
