@@ -221,3 +221,25 @@ def test_queued_experiments_land_in_the_repository_store(repo):
         assert run.data.tags["dvc.stages"] == "train,evaluate"
         assert "test_accuracy" in run.data.metrics
         assert str(repo) in run.info.artifact_uri  # the repository's store, not the temp copy
+
+
+def test_stage_files_round_trip_and_are_deterministic(tmp_path):
+    """prepared data and model files load back to the same predictions; equal input, equal bytes."""
+    from pipeline import config, data, fit, predict_proba
+    from pipeline.stage_files import load_model, load_prepared, save_model, save_prepared
+
+    d = data.load(config.DatasetConfig(name="iris", task="multiclass"), "softmax", 0)
+    result = fit(d.X["train"], d.y["train"], model="softmax", reg="l2", lam=0.01)
+    for i in (1, 2):
+        save_prepared(d, tmp_path / f"prepared{i}")
+        save_model(result, tmp_path / f"models{i}")
+    for kind in ("prepared", "models"):
+        files = sorted(p.name for p in (tmp_path / f"{kind}1").iterdir())
+        for name in files:
+            assert (tmp_path / f"{kind}1" / name).read_bytes() == \
+                (tmp_path / f"{kind}2" / name).read_bytes(), name
+    d2, r2 = load_prepared(tmp_path / "prepared1"), load_model(tmp_path / "models1")
+    assert d2.task == d.task and d2.class_names == d.class_names
+    for split in ("train", "val", "test"):
+        assert (d2.X[split] == d.X[split]).all() and (d2.y[split] == d.y[split]).all()
+    assert (predict_proba(r2, d2.X["test"]) == predict_proba(result, d.X["test"])).all()

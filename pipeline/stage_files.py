@@ -1,0 +1,172 @@
+"""Files of the DVC stages, written so that equal inputs give equal bytes.
+
+No timestamps (``.npy`` rather than ``.npz``, whose zip entries carry the time), JSON with
+sorted keys and ``repr`` floats (the shortest exact form), CSV likewise; nothing that differs
+per run (run ids, timings, absolute paths). Also DVC 3's md5 of files and folders, for the
+lineage tags of the MLflow run.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    """Deterministic JSON: sorted keys, ``repr`` floats, non-finite values as null."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_plain(obj), sort_keys=True, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | np.ndarray):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+def write_csv(path: Path, columns: dict[str, Any]) -> Path:
+    """Columns of equal length as CSV (``repr`` floats; empty cells for None)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(columns)
+    cols = [list(columns[k]) for k in names]
+    lines = [",".join(names)]
+    for row in zip(*cols, strict=True):
+        lines.append(",".join(_cell(v) for v in row))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float | np.floating):
+        return repr(float(v))
+    text = str(v)
+    return f'"{text}"' if "," in text or '"' in text else text
+
+
+def _save(path: Path, a: np.ndarray) -> None:
+    a = np.asarray(a)
+    np.save(path, a.astype(str) if a.dtype.kind == "O" else a, allow_pickle=False)
+
+
+def fresh_folder(folder: Path) -> Path:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def digest(folder: Path) -> str:
+    """md5 over the names and bytes of the files in ``folder`` (ties a run to its model)."""
+    h = hashlib.md5()
+    for p in sorted(q for q in folder.rglob("*") if q.is_file()):
+        h.update(p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- prepared data
+def save_prepared(data: Any, out: Path) -> None:
+    """A ``data.Dataset`` as ``.npy`` arrays plus ``schema.json``."""
+    fresh_folder(out)
+    for split in SPLITS:
+        for kind, arrays in (("X", data.X), ("y", data.y), ("raw", data.raw)):
+            _save(out / f"{kind}_{split}.npy", arrays[split])
+    s = data.scaler
+    for name in ("keep", "mean", "scale", "y_mean", "y_scale"):
+        _save(out / f"scaler_{name}.npy", getattr(s, name))
+    if data.classes is not None:
+        _save(out / "classes.npy", data.classes)
+    write_json(out / "schema.json", {
+        "name": data.name, "task": data.task, "digest": data.digest,
+        "feature_names": data.feature_names, "target_names": data.target_names,
+        "class_names": data.class_names, "has_classes": data.classes is not None,
+        "n_rows": {split: len(data.y[split]) for split in SPLITS},
+        "n_features": int(data.X["train"].shape[1])})
+
+
+def load_prepared(folder: Path) -> Any:
+    """The ``data.Dataset`` that ``save_prepared`` wrote."""
+    from pipeline import data as datamod
+
+    schema = json.loads((folder / "schema.json").read_text())
+    arr = {p.stem: np.load(p, allow_pickle=False) for p in folder.glob("*.npy")}
+    scaler = datamod.Scaler(**{k: arr[f"scaler_{k}"]
+                               for k in ("keep", "mean", "scale", "y_mean", "y_scale")})
+    return datamod.Dataset(
+        name=schema["name"], task=schema["task"], feature_names=schema["feature_names"],
+        target_names=schema["target_names"], classes=arr.get("classes"),
+        class_names=schema["class_names"], scaler=scaler,
+        X={s: arr[f"X_{s}"] for s in SPLITS}, y={s: arr[f"y_{s}"] for s in SPLITS},
+        raw={s: arr[f"raw_{s}"] for s in SPLITS}, digest=schema["digest"])
+
+
+# ----------------------------------------------------------------------------- model files
+FIT_FIELDS = ("model", "reg", "lam", "l1_ratio", "solver", "objective", "loss", "penalty",
+              "n_iter", "n_passes", "converged", "criterion", "warnings", "dtype")
+
+
+def save_model(result: Any, out: Path) -> None:
+    """Weights, classes, objective history and ``fit.json`` (no timings: they differ per run)."""
+    fresh_folder(out)
+    _save(out / "W.npy", result.W)
+    _save(out / "b.npy", result.b)
+    _save(out / "history.npy", np.asarray(result.history, dtype=np.float64))
+    if result.classes is not None:
+        _save(out / "classes.npy", result.classes)
+    write_json(out / "fit.json", {k: getattr(result, k) for k in FIT_FIELDS})
+
+
+def load_model(folder: Path) -> Any:
+    """The ``FitResult`` (without its timing) that ``save_model`` wrote."""
+    from pipeline import FitResult
+
+    fit: dict[str, Any] = json.loads((folder / "fit.json").read_text())
+    for k in ("objective", "loss", "penalty"):  # non-finite values are stored as null
+        fit[k] = float("nan") if fit[k] is None else fit[k]
+    classes = folder / "classes.npy"
+    return FitResult(
+        W=np.load(folder / "W.npy"), b=np.load(folder / "b.npy"), time_s=float("nan"),
+        history=np.load(folder / "history.npy").tolist(),
+        classes=np.load(classes) if classes.exists() else None,
+        **{k: fit[k] for k in FIT_FIELDS})
+
+
+
+# ----------------------------------------------------------------------------- dvc md5
+def dvc_md5(path: Path, root: Path = Path(".")) -> str:
+    """DVC 3's md5 of a file (its bytes) or folder (``<md5 of the sorted listing>.dir``),
+    skipping what ``.dvcignore`` ignores (name patterns; ``name/`` for folders)."""
+    if path.is_file():
+        return hashlib.md5(path.read_bytes()).hexdigest()
+    ignore = root / ".dvcignore"
+    pats = [ln.strip() for ln in (ignore.read_text().splitlines() if ignore.exists() else [])
+            if ln.strip() and not ln.startswith("#")]
+    dirs = [p.rstrip("/") for p in pats if p.endswith("/")]
+    names = [p for p in pats if not p.endswith("/")]
+    entries = []
+    for f in path.rglob("*"):
+        rel = f.relative_to(path)
+        if (not f.is_file() or any(fnmatch.fnmatch(d, p) for d in rel.parts[:-1] for p in dirs)
+                or any(fnmatch.fnmatch(rel.name, p) for p in names)):
+            continue
+        entries.append({"md5": hashlib.md5(f.read_bytes()).hexdigest(),
+                        "relpath": rel.as_posix()})
+    entries.sort(key=lambda e: e["relpath"])
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
