@@ -224,7 +224,7 @@ def evaluate(params: Path = PARAMS) -> str:
     tracking.preload()
     data, result = load_prepared(PREPARED), load_model(MODELS)
     final, test = runmod.evaluate(result, data)
-    facts = runmod._solver_facts(result, config.reg.lam, config.reg.name)
+    facts = runmod._solver_facts(result, result.lam, result.reg)  # from fit.json
     facts.pop("fit_time_s", None)  # a timing: never in a hashed output
     write_json(METRICS, {**final, **facts})
     _write_eval_plots(data, test)
