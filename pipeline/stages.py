@@ -239,8 +239,9 @@ def evaluate(params: Path = PARAMS) -> str:
     with _tracker(uri, config, name, tags, resume=run_id) as tr:
         if run_id is None:
             tr.log_params(cfgmod.flatten(config))
-        stages = (tracking.run_tags(uri, run_id) or {}).get("dvc.stages", "") if run_id else ""
-        tr.set_tags({"dvc.stages": ",".join(filter(None, [stages, "evaluate"]))})
+        done = (tracking.run_tags(uri, run_id) or {}).get("dvc.stages", "") if run_id else ""
+        stages = [s for s in done.split(",") if s]
+        tr.set_tags({"dvc.stages": ",".join(stages + ["evaluate"] * ("evaluate" not in stages))})
         tr.log_metrics({**final, **facts})
         _log_eval_artifacts(tr, config, data, result, test)
     print("evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()
