@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 
-.PHONY: setup run test lint bench bench-startup clean
+.PHONY: setup run repro test lint bench bench-startup clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/python -m pipeline
+
+# The DVC pipeline with the venv's python on PATH (the stages call `python -m pipeline.stages`).
+repro: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
