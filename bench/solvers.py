@@ -345,6 +345,7 @@ def main(argv=None):
                    help="seconds one method may spend on its tolerance ladder")
     p.add_argument("--repeat", type=int, default=3,
                    help="runs of the winning tolerance, best time kept (2 at 1e6, 1 at 4e6 rows)")
+    p.add_argument("--no-pass-table", action="store_true", help="only the time-to-1e-6 table")
     p.add_argument("--skip", default="", help="cases to leave out, e.g. softmax:l1:4e6")
     p.add_argument("--sk-solvers", default="",
                    help="only these scikit-learn solvers (comma-separated; default: all)")
@@ -368,8 +369,9 @@ def main(argv=None):
     cmd = ("python bench/solvers.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
     warmup(log)
     t_start = time.perf_counter()
-    passes = [(n, pass_table(n, log, 3 if a.quick else 7)) for n in sizes if n >= 10**6
-              or a.quick or len(sizes) == 1]
+    passes = [] if a.no_pass_table else [
+        (n, pass_table(n, log, 3 if a.quick else 7)) for n in sizes
+        if n >= 10**6 or a.quick or len(sizes) == 1]
     results = []
     plans = {}
     starts = {}
