@@ -3,8 +3,10 @@
 The copy holds the tracked files of this checkout in a fresh git repository (so uncommitted
 work is what is tested) and its own MLflow store (``<copy>/mlflow.db``, a copy of the
 pre-migrated one): runs resolve their store against ``$DVC_ROOT`` like a user's, and nothing is
-written into this repository. One copy serves the module: the tests run in order on one worker
-(``xdist_group``), each building on the state the previous one left.
+written into this repository. One copy serves the module: ``make test`` distributes by file
+(``--dist loadfile``), so the tests run in order on one worker; each test that needs a
+reproduced pipeline runs ``dvc repro`` first (a no-op when an earlier test did), so none
+depends on another having run.
 """
 
 from __future__ import annotations
@@ -160,6 +162,7 @@ def check_lineage(run, lk: dict, head: str | None = None,
 
 @pytest.mark.slow
 def test_param_change_reruns_train_and_evaluate_only(repo):
+    dvc(repo, "repro")  # the committed params reproduced (a no-op after the test above)
     before = json.loads((repo / "metrics/eval.json").read_text())
     sh(repo, sys.executable, "-m", "pipeline.compose", "reg.lam=0.5")
     out = dvc(repo, "repro")
