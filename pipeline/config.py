@@ -211,7 +211,8 @@ def validate(config: Config) -> None:
     _allowed("dataset.source", d.source, SOURCES)
     _range("reg.lam", r.lam, 0.0)
     _range("reg.l1_ratio", r.l1_ratio, 0.0, 1.0)
-    _range("solver.tol", s.tol, 0.0)
+    if not s.tol > 0:
+        raise ConfigError(f"solver.tol={s.tol!r} is out of range; allowed: > 0 (e.g. 1e-6)")
     _range("solver.max_iter", s.max_iter, 1)
     _range("dataset.val_size", d.val_size, 0.0, 0.9)
     _range("dataset.test_size", d.test_size, 0.05, 0.9)

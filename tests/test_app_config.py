@@ -93,6 +93,7 @@ def test_bad_types_keys_and_options_fail_while_composing(override, words):
     (["solver=lbfgs", "reg=l1"], ["solver='lbfgs'", "l1", "agd"]),
     (["solver=cd", "model=logistic", "reg=l1"], ["cd", "linear"]),
     (["reg.lam=-1"], ["reg.lam=-1", ">= 0"]),
+    (["solver.tol=0"], ["solver.tol=0.0", "> 0"]),
     (["reg=elasticnet", "reg.l1_ratio=2"], ["reg.l1_ratio=2", "[0.0, 1.0]"]),
     (["dataset.test_size=0.5", "dataset.val_size=0.5"], ["val_size", "test_size"]),
     (["backend.dtype=float16"], ["backend.dtype", "float16", "float32"]),
