@@ -67,6 +67,44 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 SIMULATOR = bool(_numba_config.ENABLE_CUDASIM)
 
 
+def _thread_safe_simulator_shared_arrays():
+    """Make the simulator's ``cuda.shared.array`` allocation atomic.
+
+    The simulator runs a block's threads as Python threads and keys each shared array by its
+    call site with a check-then-set on a dict: two threads arriving first together can each
+    create an array, and one of them then works on an orphan its block never sees (CI saw
+    wrong Hessians and run-to-run differences from it). Same keying, under a lock.
+    """
+    import sys
+    import threading
+
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    original = kernelapi.FakeCUDAShared.array
+    lock = threading.Lock()
+
+    def array(self, shape, dtype):
+        if shape == 0:  # dynamic shared memory: one buffer, nothing to race on
+            return original(self, shape, dtype)
+        if isinstance(dtype, types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        caller = sys._getframe(1)
+        key = (caller.f_code.co_filename, caller.f_lineno)
+        with lock:
+            res = self._allocations.get(key)
+            if res is None:
+                res = self._allocations[key] = np.empty(shape, dtype)
+        return res
+
+    kernelapi.FakeCUDAShared.array = array
+
+
+if SIMULATOR:
+    _thread_safe_simulator_shared_arrays()
+
+
 def cuda_available():
     """Return ``(ok, reason)``: whether these kernels can run here, and a one-line why."""
     if SIMULATOR:
