@@ -19,6 +19,7 @@ and the partials are added in block order, so results are bit-identical for any 
 """
 
 import math
+import types
 
 import numpy as np
 from numba import njit, prange
@@ -495,11 +496,26 @@ def _decision(X, Wt, b, Z_out):
         _logits(X[i], Wt, b, Z_out[i])
 
 
+def _serial_twin(dispatcher):
+    """A renamed copy of a parallel kernel's Python function, to compile without threads.
+
+    numba names a cache file by the function's qualified name and first line and does not key
+    it by ``parallel``: a twin of the same function object would share the parallel kernel's
+    cache entry, and whichever compiled first would serve both (the parallel pass then ran on
+    one thread, at half speed).
+    """
+    f = dispatcher.py_func
+    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial",
+                              f.__defaults__, f.__closure__)
+    twin.__qualname__ = f.__qualname__ + "_serial"
+    return twin
+
+
 # Serial twins (same code, same block order, so bit-identical results) for small problems,
 # where starting threads costs more than the pass itself.
-_loss_grad_serial = njit(cache=CACHE)(_loss_grad.py_func)
-_hessp_serial = njit(cache=CACHE)(_hessp.py_func)
-_decision_serial = njit(cache=CACHE, fastmath=FASTMATH)(_decision.py_func)
+_loss_grad_serial = njit(cache=CACHE)(_serial_twin(_loss_grad))
+_hessp_serial = njit(cache=CACHE)(_serial_twin(_hessp))
+_decision_serial = njit(cache=CACHE, fastmath=FASTMATH)(_serial_twin(_decision))
 SERIAL_BELOW = 1 << 18  # n * k * m under which one thread is faster
 
 

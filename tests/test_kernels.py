@@ -130,3 +130,33 @@ def test_gram_matches_reference():
     Xa = np.hstack([X, np.ones((len(X), 1))])
     assert rel(A, Xa.T @ Xa / len(X)) <= 1e-12
     assert rel(C, Xa.T @ T / len(X)) <= 1e-12
+
+
+_TWIN_CACHE_SCRIPT = """
+import numpy as np
+from kernels import losses as L
+X = np.ones((8, 3)); T = np.zeros((8, 1)); Wt = np.zeros((1, 3)); b = np.zeros(1)
+G = np.empty((3, 1)); gb = np.empty(1)
+for f in (L._loss_grad_serial, L._loss_grad):  # the serial twin first, as small tests do
+    f(L.SIGMOID, X, T, Wt, b, G, gb, 4)
+    print(sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values()))
+"""
+
+
+def test_serial_twin_has_its_own_cache_entry(tmp_path):
+    """Compiled first, the serial twin must not be loaded back as the parallel kernel.
+
+    numba keys its cache files by qualified name and line, not by ``parallel``; in a fresh
+    cache both compiles must be misses (a hit for the second meant a one-thread "parallel"
+    pass).
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", _TWIN_CACHE_SCRIPT], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["0", "1", "0", "1"], proc.stdout
