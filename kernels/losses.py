@@ -237,6 +237,14 @@ def _axpy4(a0, a1, a2, a3, x0, x1, x2, x3, g_out):
         g_out[j] += a0 * x0[j] + a1 * x1[j] + a2 * x2[j] + a3 * x3[j]
 
 
+@njit(cache=CACHE, fastmath=FASTMATH)
+def _axpy4x2(d0, d1, d2, d3, e0, e1, e2, e3, x0, x1, x2, x3, g_out, h_out):
+    for j in range(g_out.shape[0]):
+        a, b, c, d = x0[j], x1[j], x2[j], x3[j]
+        g_out[j] += (d0 * a + d1 * b) + (d2 * c + d3 * d)
+        h_out[j] += (e0 * a + e1 * b) + (e2 * c + e3 * d)
+
+
 @njit(cache=CACHE, fastmath=FASTMATH, inline="always")
 def _sigmoid_loss_dz(t, y):
     """softplus(t) - y t and sigma(t) - y from one exp(-|t|)."""
@@ -346,7 +354,17 @@ def _sub_grad(X, lo, hi, D, Gt_out, gb_out):
     while i + 4 <= hi:
         x0, x1, x2, x3 = X[i], X[i + 1], X[i + 2], X[i + 3]
         r = (i - lo) * m
-        for c in range(m):
+        c = 0
+        while c + 2 <= m:  # two classes per sweep: each x load feeds two gradient rows
+            d0, d1, d2, d3 = D[r + c], D[r + m + c], D[r + 2 * m + c], D[r + 3 * m + c]
+            e0, e1, e2, e3 = (D[r + c + 1], D[r + m + c + 1], D[r + 2 * m + c + 1],
+                              D[r + 3 * m + c + 1])
+            gb_out[c] += (d0 + d1) + (d2 + d3)
+            gb_out[c + 1] += (e0 + e1) + (e2 + e3)
+            _axpy4x2(d0, d1, d2, d3, e0, e1, e2, e3, x0, x1, x2, x3, Gt_out[c],
+                     Gt_out[c + 1])
+            c += 2
+        if c < m:
             d0, d1, d2, d3 = D[r + c], D[r + m + c], D[r + 2 * m + c], D[r + 3 * m + c]
             gb_out[c] += (d0 + d1) + (d2 + d3)
             _axpy4(d0, d1, d2, d3, x0, x1, x2, x3, Gt_out[c])
