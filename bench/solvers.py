@@ -347,6 +347,9 @@ def main(argv=None):
                    help="runs of the winning tolerance, best time kept (2 at 1e6, 1 at 4e6 rows)")
     p.add_argument("--no-pass-table", action="store_true", help="only the time-to-1e-6 table")
     p.add_argument("--skip", default="", help="cases to leave out, e.g. softmax:l1:4e6")
+    p.add_argument("--fastest", action="store_true",
+                   help="per case only the scikit-learn solver that was fastest in full runs "
+                        "(lbfgs, liblinear or saga for the classifiers)")
     p.add_argument("--sk-solvers", default="",
                    help="only these scikit-learn solvers (comma-separated; default: all)")
     p.add_argument("--out", default=None, help="also write the tables to this markdown file")
@@ -384,7 +387,8 @@ def main(argv=None):
                     if f"{model}:{reg}:{n:.0e}" in skip:
                         log(f"n={n:.0e} {model} {reg} lam={lam:g}: skipped (--skip)")
                         continue
-                    plan = plans.get(key, [(s, 0) for s in sk_solvers(model, reg, a.quick)
+                    plan = plans.get(key, [(s, 0) for s in sk_solvers(model, reg,
+                                                                      a.quick or a.fastest)
                                            if not only or s in only])
                     log(f"n={n:.0e} {model} {reg} lam={lam:g}")
                     r = bench_case(X, y, model, reg, lam, plan, starts.get(key, 0), a.budget,

@@ -25,7 +25,7 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
         for ``softmax`` / ``ovr``; an (n, m) 0/1 matrix for ``multilabel``.
     model : linear, logistic, softmax, ovr, multilabel.
     reg, lam, l1_ratio : the penalty R = lam / k * (...), bias unpenalised.
-    solver : gd, agd, sgd, lbfgs, newton, cd, closed_form or auto.
+    solver : gd, agd, sgd, lbfgs, split_lbfgs, newton, cd, closed_form or auto.
     tol : stop when the max-norm of the (proximal) gradient falls below it.
     max_iter : iterations (epochs for sgd, sweeps for cd).
     seed : seeds every random choice (sgd shuffles, the Lipschitz estimate's sample).

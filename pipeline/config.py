@@ -123,6 +123,11 @@ class LBFGSConfig(SolverConfig):
 
 
 @dataclass
+class SplitLBFGSConfig(SolverConfig):
+    memory: int = 10
+
+
+@dataclass
 class ProxNewtonConfig(SolverConfig):
     sample: int | None = None  # rows of the subsampled Hessian; None: n/8 within fixed bounds
     max_sweeps: int = 1000  # coordinate-descent sweeps per Newton step
@@ -182,7 +187,8 @@ def register() -> None:
     cs.store(group="schema/reg", name="reg", node=RegConfig)
     solvers: list[tuple[str, type]] = [("solver", SolverConfig), ("gd", GDConfig),
                                        ("agd", AGDConfig), ("sgd", SGDConfig),
-                                       ("lbfgs", LBFGSConfig), ("newton", NewtonConfig),
+                                       ("lbfgs", LBFGSConfig), ("split_lbfgs", SplitLBFGSConfig),
+                                       ("newton", NewtonConfig),
                                        ("prox_newton", ProxNewtonConfig)]
     for name, node in solvers:
         cs.store(group="schema/solver", name=name, node=node)
@@ -309,7 +315,8 @@ def load(cfg: DictConfig | dict[str, Any]) -> tuple[Config, Runtime]:
 DATASET_SCHEMAS = {"sklearn": DatasetConfig, "synthetic": SyntheticDatasetConfig,
                    "file": FileDatasetConfig}
 SOLVER_SCHEMAS = {"gd": GDConfig, "agd": AGDConfig, "sgd": SGDConfig, "lbfgs": LBFGSConfig,
-                  "newton": NewtonConfig, "prox_newton": ProxNewtonConfig}
+                  "newton": NewtonConfig, "prox_newton": ProxNewtonConfig,
+                  "split_lbfgs": SplitLBFGSConfig}
 
 
 def _schema_for(cfg: DictConfig) -> DictConfig:

@@ -6,7 +6,8 @@ import numpy as np
 
 MODELS = ("linear", "logistic", "softmax", "ovr", "multilabel")
 REGS = ("none", "l1", "l2", "elasticnet")
-SOLVERS = ("auto", "gd", "agd", "sgd", "lbfgs", "newton", "prox_newton", "cd", "closed_form")
+SOLVERS = ("auto", "gd", "agd", "sgd", "lbfgs", "split_lbfgs", "newton", "prox_newton", "cd",
+           "closed_form")
 DTYPES = ("float64", "float32")
 BACKENDS = ("cpu", "cuda")
 

@@ -17,6 +17,7 @@ w = rng.standard_normal((30, 4))
 y = (X @ w + rng.standard_normal((20000, 4))).argmax(axis=1)
 h = hashlib.sha256()
 for model, reg, solver in [("softmax", "l2", "lbfgs"), ("softmax", "l1", "agd"),
+                           ("softmax", "l1", "split_lbfgs"),
                            ("logistic", "l2", "newton"), ("linear", "l1", "cd"),
                            ("logistic", "elasticnet", "sgd")]:
     target = (y == 0).astype(int) if model == "logistic" else (

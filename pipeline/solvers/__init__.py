@@ -10,9 +10,11 @@ from .first_order import agd, gd, sgd
 from .linear_direct import cd, closed_form
 from .prox_newton import prox_newton
 from .second_order import lbfgs, newton
+from .split_lbfgs import split_lbfgs
 
 SOLVERS: dict[str, Callable[..., FitResult]] = {
-    "gd": gd, "agd": agd, "sgd": sgd, "lbfgs": lbfgs, "newton": newton, "cd": cd,
+    "gd": gd, "agd": agd, "sgd": sgd, "lbfgs": lbfgs, "split_lbfgs": split_lbfgs,
+    "newton": newton, "cd": cd,
     "closed_form": closed_form,
     # Internal: chosen by auto only (not a config choice), see choose_auto.
     "prox_newton": prox_newton,
@@ -26,16 +28,17 @@ def choose_auto(model: str, reg: str, n_samples: int, n_features: int,
     Linear: one Gram pass, then work independent of n (closed form, or CD for L1) while the
     (k+1)^2 Gram is cheap; otherwise FISTA. Binary logistic: proximal Newton with a subsampled
     (k+1)^2 Hessian (about one pass per iteration, a handful of iterations, any reg). Other
-    smooth classifiers: L-BFGS on the fused kernel. Other non-smooth classifiers: FISTA.
+    classifiers: L-BFGS on the fused kernel, on the split W = U - V when there is an L1 part
+    (a few hundred passes where FISTA needs thousands).
     """
     smooth = reg in ("none", "l2")
     if backend != "cpu":  # data on the device: the methods that only ask for loss and gradient
-        return "lbfgs" if smooth else "agd"
+        return "lbfgs" if smooth else "split_lbfgs"
     if model == "linear" and n_features <= 4096:
         return "closed_form" if smooth else "cd"
     if model == "logistic" and n_features <= 2048:
         return "prox_newton"
-    return "lbfgs" if smooth else "agd"
+    return "lbfgs" if smooth else "split_lbfgs"
 
 
 __all__ = ["SOLVERS", "Callback", "FitResult", "Problem", "SeparableDataWarning",
