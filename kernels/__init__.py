@@ -24,3 +24,7 @@ __all__ = [
 from .gram import cd_gram, gram  # noqa: E402
 
 __all__ += ["cd_gram", "gram"]
+
+from .checks import all_finite  # noqa: E402
+
+__all__ += ["all_finite"]

@@ -92,7 +92,9 @@ def check_X(X, dtype: str = "float64") -> np.ndarray:
     if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
         raise ValueError(f"X must be real numbers; got dtype {X.dtype}")
     X = np.ascontiguousarray(X, dtype=dtype)
-    if not np.isfinite(X).all():
+    from kernels import all_finite  # lazy: numba is not needed to validate a config
+
+    if not all_finite(X):
         raise ValueError(_where_not_finite(X, "X"))
     return X
 

@@ -160,3 +160,16 @@ def test_serial_twin_has_its_own_cache_entry(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["0", "1", "0", "1"], proc.stdout
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_all_finite_finds_every_nan_and_inf(dtype):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((5000, 7)).astype(dtype)  # several row blocks
+    assert kernels.all_finite(X)
+    for value in (np.nan, np.inf, -np.inf):
+        for i, j in ((0, 0), (2047, 6), (2048, 0), (4999, 6)):
+            Y = X.copy()
+            Y[i, j] = value
+            assert not kernels.all_finite(Y), (value, i, j)
+    assert kernels.all_finite(np.full((3, 2), np.finfo(dtype).max, dtype=dtype))
