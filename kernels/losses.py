@@ -408,17 +408,24 @@ def _sub_loss_dz(kind, T, lo, hi, m, Z, Y, A, kb):
         for c in range(m):
             A[r * m + c] = zmax - Z[r * m + c]
     _exp_neg(A, cnt, kb, A)
+    # Each row's sum s of exp(z - zmax) lies in [1, m]: the logs of up to 16 rows are taken as
+    # one log of their product (at most m^16, far from overflow), a sixteenth of the libm calls.
+    prod = 1.0
     for r in range(hi - lo):
         cls = int(T[lo + r, 0])
         s = 0.0
         for c in range(m):
             s += A[r * m + c]
-        loss += Y[r] + math.log(s) - Z[r * m + cls]
+        loss += Y[r] - Z[r * m + cls]
+        prod *= s
+        if r % 16 == 15:
+            loss += math.log(prod)
+            prod = 1.0
         inv = 1.0 / s
         for c in range(m):
             Z[r * m + c] = A[r * m + c] * inv
         Z[r * m + cls] -= 1.0
-    return loss
+    return loss + math.log(prod)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
