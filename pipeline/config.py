@@ -115,6 +115,7 @@ class SGDConfig(SolverConfig):
 @dataclass
 class NewtonConfig(SolverConfig):
     max_cg: int = 50  # conjugate-gradient steps per Newton step
+    hessian_sample: int | None = None  # Hessian rows; None: all below 2e5 rows, else n / 20
 
 
 @dataclass

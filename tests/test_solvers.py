@@ -149,3 +149,34 @@ def test_float32_storage_reaches_the_float64_optimum(solver):
                        max_iter=20_000, dtype="float32")
     F64 = ref.naive.objective("softmax", "l2", 0.1, 0.5, X, y.astype(int), res.W, res.b)
     assert (F64 - F_star) / F_star <= 1e-6  # X rounded to float32, sums kept in float64
+
+
+@pytest.mark.parametrize("name,model,lam", [("breast_cancer", "logistic", 0.1),
+                                            ("wine", "softmax", 1e-3), ("digits", "softmax", 0.1),
+                                            ("iris", "ovr", 1e-3)])
+def test_newton_with_a_subsampled_hessian_reaches_the_exact_optimum(name, model, lam):
+    """The Hessian of a quarter of the rows steers; the exact gradient decides the optimum."""
+    X, y = ref.dataset(name)
+    F_star, _ = reference(name, model, "l2", lam)
+    full = pipeline.fit(X, y, model=model, reg="l2", lam=lam, solver="newton", tol=1e-9)
+    res = pipeline.fit(X, y, model=model, reg="l2", lam=lam, solver="newton", tol=1e-9,
+                       hessian_sample=X.shape[0] // 4)
+    assert res.converged, res.criterion
+    assert (res.objective - F_star) / F_star <= 1e-6
+    # Where the sample misjudges the curvature (small, nearly separable sets) Newton goes on
+    # with the full Hessian: the cost stays bounded.
+    assert res.n_passes <= 2 * full.n_passes
+    with pytest.raises(ValueError, match="hessian_sample"):
+        pipeline.fit(X, y, model=model, reg="l2", lam=lam, solver="newton", hessian_sample=0)
+
+
+def test_subsampled_hessian_saves_passes_on_many_rows():
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((40_000, 20))
+    y = (X @ rng.standard_normal((20, 5)) + rng.gumbel(size=(40_000, 5))).argmax(axis=1)
+    full = pipeline.fit(X, y, model="softmax", reg="l2", lam=1e-3, solver="newton", tol=1e-8)
+    res = pipeline.fit(X, y, model="softmax", reg="l2", lam=1e-3, solver="newton", tol=1e-8,
+                       hessian_sample=4000)
+    assert full.converged and res.converged
+    assert abs(res.objective - full.objective) <= 1e-9 * full.objective
+    assert res.n_passes < 0.6 * full.n_passes, (res.n_passes, full.n_passes)

@@ -9,7 +9,7 @@ from ._problem import Callback, FitResult, Problem, SeparableDataWarning
 from .first_order import agd, gd, sgd
 from .linear_direct import cd, closed_form
 from .prox_newton import prox_newton
-from .second_order import lbfgs, newton
+from .second_order import SAMPLE_FROM, lbfgs, newton
 from .split_lbfgs import split_lbfgs
 
 SOLVERS: dict[str, Callable[..., FitResult]] = {
@@ -28,8 +28,9 @@ def choose_auto(model: str, reg: str, n_samples: int, n_features: int,
     Linear: one Gram pass, then work independent of n (closed form, or CD for L1) while the
     (k+1)^2 Gram is cheap; otherwise FISTA. Binary logistic: proximal Newton with a subsampled
     (k+1)^2 Hessian (about one pass per iteration, a handful of iterations, any reg). Other
-    classifiers: L-BFGS on the fused kernel, on the split W = U - V when there is an L1 part
-    (a few hundred passes where FISTA needs thousands).
+    smooth classifiers: L-BFGS on the fused kernel, or from SAMPLE_FROM rows Newton-CG with a
+    subsampled Hessian (10-13 pass-equivalents where L-BFGS needs 30-40). With an L1 part:
+    L-BFGS-B on the split W = U - V (a few hundred passes where FISTA needs thousands).
     """
     smooth = reg in ("none", "l2")
     if backend != "cpu":  # data on the device: the methods that only ask for loss and gradient
@@ -38,7 +39,9 @@ def choose_auto(model: str, reg: str, n_samples: int, n_features: int,
         return "closed_form" if smooth else "cd"
     if model == "logistic" and n_features <= 2048:
         return "prox_newton"
-    return "lbfgs" if smooth else "split_lbfgs"
+    if not smooth:
+        return "split_lbfgs"
+    return "newton" if n_samples >= SAMPLE_FROM else "lbfgs"
 
 
 __all__ = ["SOLVERS", "Callback", "FitResult", "Problem", "SeparableDataWarning",
