@@ -14,7 +14,7 @@ BACKENDS = ("cpu", "cuda")
 # Which solvers can minimise which (model, reg): the one table every check reads.
 _SMOOTH_ONLY = {"lbfgs", "newton", "closed_form"}
 _LINEAR_ONLY = {"cd", "closed_form"}
-_LOGISTIC_ONLY = {"prox_newton"}
+_LOGISTIC_ONLY: set[str] = set()
 # These read X through the CPU Gram kernel: no device twin (yet).
 _CPU_ONLY = {"cd", "closed_form", "prox_newton"}
 

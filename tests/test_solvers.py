@@ -180,3 +180,16 @@ def test_subsampled_hessian_saves_passes_on_many_rows():
     assert full.converged and res.converged
     assert abs(res.objective - full.objective) <= 1e-9 * full.objective
     assert res.n_passes < 0.6 * full.n_passes, (res.n_passes, full.n_passes)
+
+
+@pytest.mark.parametrize("name,model,lam", [("wine", "softmax", 1e-3), ("digits", "softmax", 0.1),
+                                            ("iris", "ovr", 0.1)])
+def test_prox_newton_with_sampled_hessian_products_reaches_the_l1_optimum(name, model, lam):
+    X, y = ref.dataset(name)
+    F_star, W_star = reference(name, model, "l1", lam)
+    res = pipeline.fit(X, y, model=model, reg="l1", lam=lam, solver="prox_newton", tol=1e-9,
+                       sample=X.shape[0] // 4)
+    assert res.converged, res.criterion
+    assert (res.objective - F_star) / F_star <= 1e-6
+    if W_star is not None:
+        assert np.all(res.W[np.abs(W_star) < 1e-10] == 0.0)

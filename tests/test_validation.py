@@ -67,7 +67,8 @@ def test_impossible_combination_names_the_allowed_solvers(model, reg, solver):
 
 def test_allowed_solvers_table():
     assert allowed_solvers("linear", "l2") == ["auto", "gd", "agd", "sgd", "lbfgs",
-                                               "split_lbfgs", "newton", "cd", "closed_form"]
+                                               "split_lbfgs", "newton", "prox_newton", "cd",
+                                               "closed_form"]
     assert "split_lbfgs" in allowed_solvers("softmax", "l1", backend="cuda")
     assert "lbfgs" not in allowed_solvers("logistic", "l1")
     assert "cd" in allowed_solvers("linear", "elasticnet")

@@ -16,7 +16,6 @@ SOLVERS: dict[str, Callable[..., FitResult]] = {
     "gd": gd, "agd": agd, "sgd": sgd, "lbfgs": lbfgs, "split_lbfgs": split_lbfgs,
     "newton": newton, "cd": cd,
     "closed_form": closed_form,
-    # Internal: chosen by auto only (not a config choice), see choose_auto.
     "prox_newton": prox_newton,
 }
 
@@ -30,7 +29,8 @@ def choose_auto(model: str, reg: str, n_samples: int, n_features: int,
     (k+1)^2 Hessian (about one pass per iteration, a handful of iterations, any reg). Other
     smooth classifiers: L-BFGS on the fused kernel, or from SAMPLE_FROM rows Newton-CG with a
     subsampled Hessian (10-13 pass-equivalents where L-BFGS needs 30-40). With an L1 part:
-    L-BFGS-B on the split W = U - V (a few hundred passes where FISTA needs thousands).
+    L-BFGS-B on the split W = U - V (a few hundred passes where FISTA needs thousands), or from
+    SAMPLE_FROM rows proximal Newton on Hessian-vector products of a sample (22-58 there).
     """
     smooth = reg in ("none", "l2")
     if backend != "cpu":  # data on the device: the methods that only ask for loss and gradient
@@ -39,9 +39,10 @@ def choose_auto(model: str, reg: str, n_samples: int, n_features: int,
         return "closed_form" if smooth else "cd"
     if model == "logistic" and n_features <= 2048:
         return "prox_newton"
+    many = n_samples >= SAMPLE_FROM
     if not smooth:
-        return "split_lbfgs"
-    return "newton" if n_samples >= SAMPLE_FROM else "lbfgs"
+        return "prox_newton" if many else "split_lbfgs"
+    return "newton" if many else "lbfgs"
 
 
 __all__ = ["SOLVERS", "Callback", "FitResult", "Problem", "SeparableDataWarning",

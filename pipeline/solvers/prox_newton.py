@@ -35,7 +35,13 @@ def _hessian(Xs: np.ndarray, w: np.ndarray, b: float, a2: float) -> np.ndarray:
 
 def prox_newton(P: Problem, W, b, sample: int | None = None, seed: int = 0,
                 max_sweeps: int = 1000, **_) -> FitResult:
-    """Minimise F for ``model='logistic'`` (W of shape (k, 1)) by subsampled proximal Newton."""
+    """Minimise F by subsampled proximal Newton: the (k+1)^2 Hessian and coordinate descent
+    for ``model='logistic'``, Hessian-vector products and FISTA (``prox_newton_hvp``) for the
+    models with several outputs."""
+    if P.obj.model != "logistic" or W.shape[1] != 1:  # several outputs: Hessian products
+        from .prox_newton_hvp import prox_newton_hvp
+
+        return prox_newton_hvp(P, W, b, sample=sample, seed=seed)
     obj, pen = P.obj, P.pen
     n = obj.n_samples
     if obj.model != "logistic" or W.shape[1] != 1:
