@@ -44,8 +44,6 @@ def prox_newton(P: Problem, W, b, sample: int | None = None, seed: int = 0,
         return prox_newton_hvp(P, W, b, sample=sample, seed=seed)
     obj, pen = P.obj, P.pen
     n = obj.n_samples
-    if obj.model != "logistic" or W.shape[1] != 1:
-        raise ValueError("prox_newton handles model='logistic' (one output) only")
     if sample is None:
         sample = min(max(n // 16, SAMPLE_ROWS[0]), SAMPLE_ROWS[1])
     rng = np.random.default_rng(seed)

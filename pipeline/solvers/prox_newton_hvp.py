@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._problem import FitResult, Problem
-from .second_order import SAMPLE_FROM, SAMPLE_MIN, _SampledHessian
+from .second_order import sampled_hessian
 
 
 def _curvature_bound(H, W, b, n_iter: int = 15, seed: int = 0) -> float:
@@ -77,12 +77,7 @@ def prox_newton_hvp(P: Problem, W, b, sample: int | None = None, seed: int = 0,
         result = newton(P, W, b, hessian_sample=sample)
         result.solver = "prox_newton"
         return result
-    n = P.obj.n_samples
-    if sample is None:
-        sample = n if n < SAMPLE_FROM else max(SAMPLE_MIN, n // 20)
-    if sample < 1:
-        raise ValueError(f"sample={sample} must be >= 1 (rows), or None")
-    sampled = _SampledHessian(P, int(sample), seed) if sample < n else None
+    sampled = sampled_hessian(P, sample, seed, field="sample")
     outcome = _run(P, sampled if sampled is not None else P, W, b, max_inner)
     if isinstance(outcome, tuple):  # the sample misjudged the curvature: finish quasi-Newton
         from .split_lbfgs import split_lbfgs

@@ -14,10 +14,50 @@ class _SeparableError(Exception):
     pass
 
 
-def lbfgs(P: Problem, W, b, memory: int = 10, **_) -> FitResult:
-    """scipy's L-BFGS-B driving the fused loss-and-gradient kernel (one pass per evaluation)."""
+def run_lbfgsb(P: Problem, fun, x0: np.ndarray, to_wb, memory: int, bounds=None):
+    """scipy's L-BFGS-B on ``fun`` (x -> F, dF/dx), recording F per step for the history.
+
+    ``to_wb`` maps x to (W, b). Returns ``(res, None)``, or ``(None, (W, b))`` when the in-loop
+    check found the data separated (then there is no finite optimum to wait for).
+    """
     from scipy.optimize import minimize  # lazy: scipy.optimize costs ~0.2 s to import
 
+    state = {"x": x0}
+
+    def watched(x):
+        state["x"] = x
+        return fun(x)
+
+    def step(intermediate_result):
+        Wx, bx = to_wb(intermediate_result.x)
+        P.record(intermediate_result.fun, Wx, bx)
+        if P.check_separable(len(P.history), Wx, bx):
+            raise _SeparableError
+
+    try:
+        res = minimize(watched, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=step,
+                       options={"maxiter": P.max_iter, "maxcor": memory, "gtol": P.tol,
+                                "ftol": 1e-16, "maxfun": 20 * P.max_iter})
+    except _SeparableError:
+        Wx, bx = to_wb(state["x"])
+        return None, (Wx.copy(), bx.copy())
+    return res, None
+
+
+def lbfgsb_verdict(res, residual: float, tol: float, name: str) -> tuple[bool, str]:
+    """(converged, criterion) of an L-BFGS-B run whose final optimality residual is given.
+
+    L-BFGS-B also stops on a failed line search or on no relative progress (ftol ~ 0) once it is
+    at machine precision: a residual within 100 tol counts as converged then.
+    """
+    converged = residual <= tol or (res.status in (0, 2) and residual <= 100 * tol)
+    criterion = (name if residual <= tol else "machine_precision" if converged
+                 else "max_iter" if res.status == 1 else f"lbfgs: {res.message}")
+    return converged, criterion
+
+
+def lbfgs(P: Problem, W, b, memory: int = 10, **_) -> FitResult:
+    """scipy's L-BFGS-B driving the fused loss-and-gradient kernel (one pass per evaluation)."""
     k, m = W.shape
     G, gb = np.empty_like(W), np.empty_like(b)
 
@@ -26,33 +66,11 @@ def lbfgs(P: Problem, W, b, memory: int = 10, **_) -> FitResult:
         f = P.f_grad(np.ascontiguousarray(Wx), bx, G, gb)
         return f, pack(G, gb)
 
-    def step(intermediate_result):
-        Wx, bx = unpack(intermediate_result.x, k, m)
-        P.record(intermediate_result.fun, Wx, bx)
-        if P.check_separable(len(P.history), Wx, bx):
-            raise _SeparableError
-
-    x0 = pack(W, b)
-    state = {"x": x0}
-
-    def watched(x):
-        state["x"] = x
-        return fun(x)
-
-    try:
-        res = minimize(watched, x0, jac=True, method="L-BFGS-B", callback=step,
-                       options={"maxiter": P.max_iter, "maxcor": memory, "gtol": P.tol,
-                                "ftol": 1e-16, "maxfun": 20 * P.max_iter})
-    except _SeparableError:
-        Wx, bx = unpack(state["x"], k, m)
-        return P.result("lbfgs", Wx.copy(), bx.copy(), len(P.history), False, "separable")
+    res, separated = run_lbfgsb(P, fun, pack(W, b), lambda x: unpack(x, k, m), memory)
+    if separated is not None:
+        return P.result("lbfgs", separated[0], separated[1], len(P.history), False, "separable")
     Wx, bx = unpack(res.x, k, m)
-    gmax = float(np.abs(res.jac).max())
-    # L-BFGS-B stops on a failed line search once it is at machine precision: judge by |grad|.
-    # ... or on no relative progress (status 0 with ftol ~ 0): that is machine precision too.
-    converged = gmax <= P.tol or (res.status in (0, 2) and gmax <= 100 * P.tol)
-    criterion = ("gradient" if gmax <= P.tol else "machine_precision" if converged
-                 else "max_iter" if res.status == 1 else f"lbfgs: {res.message}")
+    converged, criterion = lbfgsb_verdict(res, float(np.abs(res.jac).max()), P.tol, "gradient")
     return P.result("lbfgs", Wx.copy(), bx.copy(), int(res.nit), converged, criterion)
 
 
@@ -109,6 +127,20 @@ class _SampledHessian:
         return int(np.ceil(self.sub.n_passes * self.fraction))
 
 
+def sampled_hessian(P: Problem, sample: int | None, seed: int = 0,
+                    field: str = "hessian_sample") -> _SampledHessian | None:
+    """The Hessian sample for ``sample`` rows, or None for the full Hessian.
+
+    None picks the size: all rows below SAMPLE_FROM, else n / 20 (at least SAMPLE_MIN).
+    """
+    n = P.obj.n_samples
+    if sample is None:
+        sample = n if n < SAMPLE_FROM else max(SAMPLE_MIN, n // 20)
+    if sample < 1:
+        raise ValueError(f"{field}={sample} must be >= 1 (rows), or None")
+    return _SampledHessian(P, int(sample), seed) if sample < n else None
+
+
 def newton(P: Problem, W, b, max_cg: int = 50, hessian_sample: int | None = None,
            **_) -> FitResult:
     """Inexact Newton (truncated CG, forcing term min(0.5, sqrt|g|)) with Armijo backtracking.
@@ -120,12 +152,7 @@ def newton(P: Problem, W, b, max_cg: int = 50, hessian_sample: int | None = None
     pass-equivalents where the full Hessian took 48 and L-BFGS 29.
     """
     k, m = W.shape
-    n = P.obj.n_samples
-    if hessian_sample is None:
-        hessian_sample = n if n < SAMPLE_FROM else max(SAMPLE_MIN, n // 20)
-    if hessian_sample < 1:
-        raise ValueError(f"hessian_sample={hessian_sample} must be >= 1 (rows), or None")
-    sampled = _SampledHessian(P, int(hessian_sample)) if hessian_sample < n else None
+    sampled = sampled_hessian(P, hessian_sample)
     H = sampled if sampled is not None else P
     result = _newton(P, H, W, b, k, m, max_cg)
     if sampled is not None:
