@@ -47,6 +47,25 @@ def test_loss_grad_matches_reference(model):
     assert rel(gb, ref_gb) <= 1e-12
 
 
+@pytest.mark.parametrize("model", ["linear", "logistic"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n, k", [(1, 3), (3, 1), (7, 700), (45, 100), (2049 + 6, 100)])
+def test_single_output_sub_blocks_match_reference(model, dtype, n, k):
+    """The one-output pass works in sub-blocks sized by bytes (4 rows when rows are wide) with
+    four-row tiles and a prefetch of the rows ahead: every tail (fewer than four rows, a short
+    last sub-block, a short last block) must still equal the reference."""
+    X, Y, W, b = make(model, n=n, k=k, m=1, dtype=dtype, seed=n + k)
+    T = kernel_targets(model, Y)
+    Wt, bb = np.ascontiguousarray(W.T), b.copy()
+    ref_loss, ref_G, ref_gb = naive.loss_grad(model, X.astype(np.float64), Y, W, b)
+    for run in (kernels.losses._loss_grad, kernels.losses._loss_grad_serial):
+        G, gb = np.empty_like(W), np.empty_like(b)
+        loss = run(KIND[model], X, T, Wt, bb, G, gb, kernels.losses.BLOCK_ROWS)
+        assert abs(loss - ref_loss) <= 1e-12 * abs(ref_loss)
+        assert rel(G, ref_G) <= 1e-12
+        assert rel(gb, ref_gb) <= 1e-12
+
+
 @pytest.mark.parametrize("model", list(KIND))
 def test_gradient_matches_finite_differences(model):
     X, Y, W, b = make(model, n=400, k=5, m=3, scale=0.3)
