@@ -22,5 +22,5 @@ BLOCK_ROWS = 2048
 # then the gradient from the rows still in cache.
 SUB_ROWS = 64
 # Bytes of X per sub-block for one output (linear, logistic): small enough that this sub-block
-# and the prefetched next one stay in a 48 KiB L1 (20 rows at 100 float64 features).
+# and the prefetched next one stay in a 48 KiB L1 (16 rows at 100 float64 features).
 SUB_BYTES = 16384

@@ -222,14 +222,17 @@ def _block_loss_grad_single(kind, X, T, w, b, start, stop, g_out):
 
     Per sub-block: the logits of four rows at a time, the losses and derivatives of the whole
     sub-block (one vectorised exp/log sweep for the sigmoid), then the gradient from the rows
-    still in L1. X is indexed in 2-D (row views cost a reference count each and halved the
-    gradient sweep's speed), and the next sub-block is prefetched while this one is worked on:
-    once up front, then four rows at a time in both sweeps (a prefetch the memory system drops
-    under load is asked again). On 1e6 x 100 this took the pass from 1.25-1.45x to 1.1-1.2x a
-    plain read of X (bench/solvers.py prints the table).
+    still in L1. X is indexed in 2-D (the four-row gradient update through row views ran at half
+    the speed, 12 against 5 ns a row from L1), and the next sub-block is prefetched while this
+    one is worked on: once up front, then four rows at a time in both sweeps (asking again for
+    lines helped: a prefetch may be dropped under load). On 1e6 x 100 this took the pass from
+    1.2-1.3x (linear) and 1.4-1.6x (logistic) of a plain read of X to about 1.05x and 1.15x
+    (``bench/solvers.py --pass-table-only``).
     """
     n, k = X.shape
-    sub = max(4, (SUB_BYTES // (X.itemsize * k)) // 4 * 4)
+    sub = SUB_BYTES // (X.itemsize * k)
+    # a multiple of 8 rows, so the vectorised exp/log sweep has no scalar remainder loop
+    sub = sub // 8 * 8 if sub >= 8 else 4
     line = max(1, 64 // X.itemsize)  # entries per cache line
     Z = np.empty(sub)
     A = np.empty(sub)
@@ -588,28 +591,13 @@ def softmax_loss_grad(X, y, W, b, G_out, gb_out):
 # --------------------------------------------------------------------------- bandwidth probe
 @njit(cache=CACHE, fastmath=FASTMATH)
 def _block_sum(X, start, stop):
-    """Sum of the rows start..stop, read exactly as the one-output pass reads them (sub-blocks,
-    four rows at a time, the next sub-block prefetched), so the floor is the best read we know
-    how to make and not a slower loop."""
-    n, k = X.shape
-    sub = max(4, (SUB_BYTES // (X.itemsize * k)) // 4 * 4)
-    line = max(1, 64 // X.itemsize)
-    acc = np.zeros(k)
-    for lo in range(start, stop, sub):
-        hi = min(stop, lo + sub)
-        for q in range(0, (min(n, hi + sub) - hi) * k, line):
-            prefetch(X, hi, q)
-        i = lo
-        while i + 4 <= hi:
-            if i + sub + 4 <= n:
-                for q in range(0, 4 * k, line):
-                    prefetch(X, i + sub, q)
-            for j in range(k):
-                acc[j] += (X[i, j] + X[i + 1, j]) + (X[i + 2, j] + X[i + 3, j])
-            i += 4
-        for i2 in range(i, hi):
-            for j in range(k):
-                acc[j] += X[i2, j]
+    """Sum of the rows start..stop, one row after the other. Of the reads tried for the floor
+    (this, four rows at a time with the pass's prefetches, one flat loop) this is the fastest."""
+    acc = np.zeros(X.shape[1])
+    for i in range(start, stop):
+        x = X[i]
+        for j in range(x.shape[0]):
+            acc[j] += x[j]
     return acc.sum()
 
 
