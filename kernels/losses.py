@@ -36,14 +36,6 @@ KINDS = {"linear": LINEAR, "logistic": SIGMOID, "multilabel": SIGMOID, "ovr": SI
 
 # --------------------------------------------------------------------------- scalar helpers
 @njit(cache=CACHE, fastmath=FASTMATH, inline="always")
-def _softplus(t):
-    """log(1 + exp(t)) without overflow for any t."""
-    if t > 0.0:
-        return t + math.log1p(math.exp(-t))
-    return math.log1p(math.exp(t))
-
-
-@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
 def _sigmoid(t):
     """1 / (1 + exp(-t)), branching on the sign so exp never overflows."""
     if t >= 0.0:
@@ -216,6 +208,14 @@ def _axpy4x2(d0, d1, d2, d3, e0, e1, e2, e3, x0, x1, x2, x3, g_out, h_out):
         h_out[j] += (e0 * a + e1 * b) + (e2 * c + e3 * d)
 
 
+@njit(cache=CACHE, inline="always")
+def _prefetch_rows(X, first, stop):
+    """Ask for the rows first..stop of X (contiguous), one prefetch per 64-byte cache line."""
+    line = max(1, 64 // X.itemsize)
+    for q in range(0, (stop - first) * X.shape[1], line):
+        prefetch(X, first, q)
+
+
 @njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
 def _block_loss_grad_single(kind, X, T, w, b, start, stop, g_out):
     """One output (linear, logistic): the rows in sub-blocks of about ``SUB_BYTES`` of X.
@@ -233,7 +233,6 @@ def _block_loss_grad_single(kind, X, T, w, b, start, stop, g_out):
     sub = SUB_BYTES // (X.itemsize * k)
     # a multiple of 8 rows, so the vectorised exp/log sweep has no scalar remainder loop
     sub = sub // 8 * 8 if sub >= 8 else 4
-    line = max(1, 64 // X.itemsize)  # entries per cache line
     Z = np.empty(sub)
     A = np.empty(sub)
     Y = np.empty(sub)
@@ -242,13 +241,10 @@ def _block_loss_grad_single(kind, X, T, w, b, start, stop, g_out):
     gb = 0.0
     for lo in range(start, stop, sub):
         hi = min(stop, lo + sub)
-        for q in range(0, (min(n, hi + sub) - hi) * k, line):
-            prefetch(X, hi, q)
+        _prefetch_rows(X, hi, min(n, hi + sub))
         i = lo
         while i + 4 <= hi:
-            if i + sub + 4 <= n:
-                for q in range(0, 4 * k, line):
-                    prefetch(X, i + sub, q)
+            _prefetch_rows(X, i + sub, min(n, i + sub + 4))
             s0 = 0.0
             s1 = 0.0
             s2 = 0.0
@@ -284,9 +280,7 @@ def _block_loss_grad_single(kind, X, T, w, b, start, stop, g_out):
             loss += _sigmoid_tail(Z, Y, A, cnt)
         i = lo
         while i + 4 <= hi:
-            if i + sub + 4 <= n:
-                for q in range(0, 4 * k, line):
-                    prefetch(X, i + sub, q)
+            _prefetch_rows(X, i + sub, min(n, i + sub + 4))
             q = i - lo
             d0, d1, d2, d3 = Z[q], Z[q + 1], Z[q + 2], Z[q + 3]
             gb += (d0 + d1) + (d2 + d3)
