@@ -266,18 +266,7 @@ def _block_loss_grad_single(kind, X, T, w, b, start, stop, g_out):
             for j in range(k):
                 s += X[i2, j] * w[j]
             Z[i2 - lo] = b + s
-        cnt = hi - lo
-        if kind == LINEAR:
-            for q in range(cnt):
-                d = Z[q] - T[lo + q, 0]
-                loss += d * d
-                Z[q] = 2.0 * d
-        else:
-            for q in range(cnt):
-                Y[q] = T[lo + q, 0]
-                A[q] = abs(Z[q])
-            _exp_neg(A, cnt, kb, A)
-            loss += _sigmoid_tail(Z, Y, A, cnt)
+        loss += _sub_loss_dz(kind, T, lo, hi, 1, Z, Y, A, kb)
         i = lo
         while i + 4 <= hi:
             _prefetch_rows(X, i + sub, min(n, i + sub + 4))
