@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from numba import njit
 
 import kernels
 from tests import naive
@@ -192,3 +193,32 @@ def test_all_finite_finds_every_nan_and_inf(dtype):
             Y[i, j] = value
             assert not kernels.all_finite(Y), (value, i, j)
     assert kernels.all_finite(np.full((3, 2), np.finfo(dtype).max, dtype=dtype))
+
+
+@njit
+def _map_exp_neg(a, out):
+    for i in range(a.size):
+        out[i] = kernels.losses._exp_neg(a[i])
+
+
+@njit
+def _map_log1p_unit(e, out):
+    for i in range(e.size):
+        out[i] = kernels.losses._log1p_unit(e[i])
+
+
+def test_polynomial_exp_and_log1p_are_accurate_to_ulps():
+    """The loss kernels' own exp(-a) and log1p(e): within 1 and 3 ulp of libm on their ranges."""
+    a = np.concatenate([np.linspace(0.0, 50.0, 400_001), np.geomspace(1e-300, 708.0, 40_001)])
+    out = np.empty_like(a)
+    _map_exp_neg(a, out)
+    ref = np.exp(-a)
+    assert np.max(np.abs(out - ref) / np.spacing(ref)) <= 1.5
+    _map_exp_neg(np.array([np.inf, 800.0, 708.0]), out[:3])  # clamped at 708, never 0 or nan
+    assert out[0] == out[1] == out[2] and abs(out[2] - np.exp(-708.0)) <= 1.5 * np.spacing(out[2])
+    e = np.linspace(0.0, 1.0, 400_001)
+    out = np.empty_like(e)
+    _map_log1p_unit(e, out)
+    ref = np.log1p(e)
+    assert out[0] == 0.0
+    assert np.max(np.abs(out[1:] - ref[1:]) / np.spacing(ref[1:])) <= 3.0

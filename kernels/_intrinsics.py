@@ -1,10 +1,15 @@
-"""A software prefetch hint for numba kernels (LLVM's ``llvm.prefetch``).
+"""Two LLVM operations numba does not expose, for the CPU kernels.
 
-Why: a fused pass alternates reading X with arithmetic on rows already in cache. While a core
-computes, its hardware prefetcher alone keeps too few cache lines in flight, and the pass ran
-1.25-1.45x the time of a plain read of X. Asking for the next rows explicitly, while the current
-ones are being worked on, keeps the memory busy (measurements in ``kernels/losses.py``).
+``prefetch`` (LLVM's ``llvm.prefetch``). Why: a fused pass alternates reading X with arithmetic
+on rows already in cache; the pass ran 1.25-1.45x the time of a plain read of X, and our reading
+(no hardware counters here) is that a computing core keeps too few cache lines in flight.
+Asking for the next rows explicitly, while the current ones are being worked on, keeps the
+memory busy (measurements in ``kernels/losses.py``).
 A prefetch never faults and never changes a result; it only moves data into the cache early.
+
+``int64_as_float64`` reinterprets the bits of an int64 as a float64, so that ``2**-k`` can be
+built from its exponent bits inside one vectorised loop (a ``view`` needs a second array and a
+second loop).
 """
 
 from llvmlite import ir
@@ -42,3 +47,15 @@ def prefetch(typingctx, arr, i, j):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def int64_as_float64(typingctx, x):
+    """The float64 whose bits are those of the int64 ``x`` (no conversion)."""
+    if x != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+
+    return types.float64(x), codegen
