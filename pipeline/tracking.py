@@ -5,6 +5,12 @@ place decides the store (``resolve_uri``), the run's life cycle (every run ends 
 FAILED with its error, or KILLED on Ctrl-C) and how values are batched (per-step metrics go
 through ``log_batch``, about 28 ms per call on SQLite, so never one call per value).
 
+Before a run opens, ``check_store`` fails fast on a store that cannot work (an unwritable
+SQLite path, an unreachable server: MLflow's HTTP retries are bounded so that takes seconds, not
+minutes). Every run records the process that owns it (``run_status.process_tags``); opening a
+store marks FAILED the RUNNING runs whose process is provably gone (SIGKILL, power loss).
+SIGTERM ends a run KILLED like Ctrl-C once the main called ``handle_signals``.
+
 Multirun: ``ParentRunCallback`` (a Hydra callback named in ``conf/config.yaml``) creates and
 migrates the store and the sweep's parent run once, before any job starts; each job then starts
 a child run with ``parent_run_id``.
@@ -17,7 +23,6 @@ import contextlib
 import logging
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -30,11 +35,18 @@ from typing import Any
 import numpy as np
 from hydra.experimental.callback import Callback
 
+from pipeline import run_status
 from pipeline.config import PARENT_RUN_ENV, PARENT_RUN_FILE
+from pipeline.run_status import RunInterrupted, StoreError, handle_signals
+
+__all__ = ["RunInterrupted", "StoreError", "Tracker", "check_store", "current_run_id",
+           "handle_signals", "last_run"]
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
+PROBE_S = 8.0  # the most a tracking-server check may take, whatever MLflow's settings
 _preload: threading.Thread | None = None
+_last_run: tuple[str, str] | None = None  # (run id, status) of this process's latest run
 
 
 def preload() -> None:
@@ -108,6 +120,96 @@ def ensure_experiment(uri: str, name: str) -> str:
         if exp is None:
             raise
         return exp.experiment_id
+
+
+def check_store(uri: str) -> None:
+    """Fail fast, before any run opens, on a tracking store that cannot work.
+
+    SQLite and folder stores are checked without mlflow (writable file and folder, see
+    ``run_status.check_local_store``; a fresh store is not created or migrated here). For an
+    http(s) server MLflow's retries and timeout are bounded (``run_status.HTTP_LIMITS``, a
+    user's own ``MLFLOW_HTTP_REQUEST_*`` wins) and one cheap request must answer within
+    ``PROBE_S`` seconds: an unreachable server is reported in seconds, not after minutes.
+
+    Raises
+    ------
+    StoreError
+        Naming the URI, what is wrong and the fix.
+    """
+    if run_status.check_local_store(uri) not in ("http", "https"):
+        return
+    run_status.http_limits()
+    _mlflow()  # import here, not in the probe thread (preload may be importing it)
+    from mlflow.tracking import MlflowClient
+
+    answer: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            MlflowClient(uri).search_experiments(max_results=1)
+            answer.append(None)
+        except Exception as err:
+            answer.append(err)
+
+    thread = threading.Thread(target=probe, daemon=True)  # a daemon: a hung probe can't block
+    thread.start()
+    thread.join(PROBE_S)
+    if answer and answer[0] is None:
+        return
+    text = str(answer[0]) if answer else ""
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if not answer or errno or "Max retries exceeded" in text or "timed out" in text:
+        why = errno.group(1).strip() if errno else f"no answer within {PROBE_S:g} s"
+        raise StoreError(f"tracking server {uri} is not reachable ({why}): start it (mlflow "
+                         f"server --host 127.0.0.1 --port PORT) or point tracking.uri=... (or "
+                         f"MLFLOW_TRACKING_URI) at a running one; without a server, "
+                         f"{run_status.FIX}")
+    first = text.strip().splitlines()[0][:300] if text.strip() else type(answer[0]).__name__
+    raise StoreError(f"tracking server {uri} answered with an error ({first}): check the URI "
+                     f"and your credentials (MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/"
+                     f"PASSWORD); without a server, {run_status.FIX}")
+
+
+def end_dead_runs(uri: str, experiment_id: str) -> list[str]:
+    """Mark FAILED the RUNNING runs of this experiment whose process provably died.
+
+    A process killed hard (SIGKILL, power loss) leaves its run RUNNING for ever. One search
+    (status RUNNING and this host's tag) finds the candidates; ``run_status.dead_reason``
+    judges each (other hosts, other containers, live pids and runs without our tags are never
+    touched). Never raises: the check must not stop a run. Returns the ids marked FAILED.
+    """
+    from mlflow.tracking import MlflowClient
+
+    host = run_status.process_tags()[run_status.HOST]
+    if "'" in host or "\\" in host:
+        return []
+    client, done = MlflowClient(uri), []
+    try:
+        found = client.search_runs([experiment_id], f"attributes.status = 'RUNNING' and "
+                                   f"tags.`{run_status.HOST}` = '{host}'", max_results=200)
+        for run in found:
+            reason = run_status.dead_reason(dict(run.data.tags))
+            if reason:
+                client.set_tag(run.info.run_id, "error", reason)
+                client.set_terminated(run.info.run_id, "FAILED")
+                done.append(run.info.run_id)
+    except Exception as err:  # a store hiccup here must not fail the run that is starting
+        logging.getLogger(__name__).warning("could not check for dead runs: %s", err)
+    return done
+
+
+def current_run_id() -> str | None:
+    """The run this process has open, else the one it ended last; None before any run.
+
+    What an interrupt message names: by the time ``KeyboardInterrupt`` reaches the main, the
+    ``Tracker`` has already ended the run.
+    """
+    return _last_run[0] if _last_run else None
+
+
+def last_run() -> tuple[str, str] | None:
+    """``(run id, status)`` of this process's latest run; status "RUNNING" while it is open."""
+    return _last_run
 
 
 def ui_command(uri: str) -> str:
@@ -201,35 +303,65 @@ class Tracker:
         self._last_flush = 0.0
 
     def __enter__(self) -> Tracker:
+        global _last_run
         mlflow = _mlflow()
+        from mlflow.tracking import MlflowClient
+
         mlflow.set_tracking_uri(self.uri)
-        if self.run_id:  # resume: the run exists, its experiment too
-            mlflow.start_run(run_id=self.run_id)
-            if self.tags:
-                mlflow.set_tags(self.tags)
-            return self
-        with store_lock(self.uri):  # parallel stages (dvc queue start -j 2), fresh store
-            exp_id = ensure_experiment(self.uri, self.experiment)
-        run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name, tags=self.tags,
-                               parent_run_id=self.parent_run_id)
-        self.run_id = run.info.run_id
+        owner = run_status.process_tags()  # which process owns the run (see end_dead_runs)
+        if self.run_id:  # resume: the run exists, its experiment too; this process owns it now
+            client = MlflowClient(self.uri)
+            for key, value in owner.items():  # before it is RUNNING again: never judged dead
+                client.set_tag(self.run_id, key, value)
+            exp_id = client.get_run(self.run_id).info.experiment_id
+        else:
+            with store_lock(self.uri):  # parallel stages (dvc queue start -j 2), fresh store
+                exp_id = ensure_experiment(self.uri, self.experiment)
+        end_dead_runs(self.uri, exp_id)
+        try:
+            if self.run_id:
+                mlflow.start_run(run_id=self.run_id)
+                if self.tags:
+                    mlflow.set_tags(self.tags)
+            else:
+                run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name,
+                                       tags={**self.tags, **owner},
+                                       parent_run_id=self.parent_run_id)
+                self.run_id = run.info.run_id
+        except BaseException as err:  # Ctrl-C or SIGTERM while starting: end what started
+            if mlflow.active_run() is not None:
+                with run_status.shielded():
+                    mlflow.end_run("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            raise
+        _last_run = (self.run_id, "RUNNING")
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        global _last_run
         mlflow = _mlflow()
-        if exc_type is None:
-            self.flush()
-            mlflow.end_run("FINISHED")
-            return
+        status = _status_of(exc_type)
+        try:
+            if exc_type is None:
+                self.flush()  # may fail or be interrupted: then the run ends with that status
+            else:
+                self._log_error(exc_type, exc, tb)
+        except BaseException as err:
+            status = _status_of(type(err))
+            raise
+        finally:
+            with run_status.shielded():  # a second Ctrl-C must not leave the run RUNNING
+                mlflow.end_run(status)
+                _last_run = (self.run_id, status)
+
+    def _log_error(self, exc_type, exc, tb) -> None:
+        """The error as a tag and ``error.txt``; never hides the original error."""
         try:
             self.flush()
             text = "".join(traceback.format_exception(exc_type, exc, tb))
-            mlflow.set_tag("error", f"{exc_type.__name__}: {exc}"[:5000])
-            mlflow.log_text(text, "error.txt")
-        except Exception:  # never hide the original error behind a logging one
+            _mlflow().set_tag("error", f"{exc_type.__name__}: {exc}"[:5000])
+            _mlflow().log_text(text, "error.txt")
+        except (Exception, KeyboardInterrupt):  # a logging error, or a second Ctrl-C
             pass
-        status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
-        mlflow.end_run(status)
 
     # -- values
     def log_params(self, params: dict[str, Any]) -> None:
@@ -289,6 +421,13 @@ class Tracker:
         return info.model_uri
 
 
+def _status_of(exc_type: type[BaseException] | None) -> str:
+    """FINISHED without an error, KILLED on Ctrl-C or SIGTERM (``RunInterrupted``), else FAILED."""
+    if exc_type is None:
+        return "FINISHED"
+    return "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+
+
 def save_model_npz(path: Path, task: str, W: np.ndarray, b: np.ndarray, scaler: Any,
                    classes: np.ndarray | None, feature_names: list[str],
                    target_names: list[str]) -> Path:
@@ -311,7 +450,7 @@ class ParentRunCallback(Callback):
     process before any job: it creates the store, the experiment and the parent run, and hands
     the parent's id to the jobs through ``<sweep dir>/.mlflow_parent_run_id`` and the
     environment. The parent ends FINISHED after the sweep, FAILED if a job failed (the sweep
-    raised), KILLED on Ctrl-C.
+    raised), KILLED on Ctrl-C or SIGTERM (``run_status.interrupted_by``).
     """
 
     def __init__(self) -> None:
@@ -327,7 +466,8 @@ class ParentRunCallback(Callback):
         overrides = " ".join(config.hydra.overrides.task)
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         tags = {"sweep": "parent", "hydra.overrides": overrides, "sweep.dir": str(sweep_dir),
-                **git_facts(project_root())}
+                **git_facts(project_root()), **run_status.process_tags()}
+        end_dead_runs(self.uri, exp_id)
         run = MlflowClient(self.uri).create_run(
             exp_id, run_name=f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}", tags=tags)
         self.run_id = run.info.run_id
@@ -335,16 +475,7 @@ class ParentRunCallback(Callback):
         (sweep_dir / PARENT_RUN_FILE).write_text(self.run_id)
         os.environ[PARENT_RUN_ENV] = self.run_id
         atexit.register(self._end)
-        previous = signal.getsignal(signal.SIGINT)
-
-        def _on_sigint(signum, frame):
-            self.status = "KILLED"
-            if callable(previous):
-                previous(signum, frame)
-            raise KeyboardInterrupt
-
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, _on_sigint)
+        handle_signals()  # Ctrl-C and SIGTERM raise RunInterrupted; _end then says KILLED
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         self.status = "FINISHED"
@@ -357,4 +488,6 @@ class ParentRunCallback(Callback):
 
         run_id, self.run_id = self.run_id, None
         os.environ.pop(PARENT_RUN_ENV, None)
-        MlflowClient(self.uri).set_terminated(run_id, self.status)
+        status = "KILLED" if run_status.interrupted_by() is not None else self.status
+        with run_status.shielded():
+            MlflowClient(self.uri).set_terminated(run_id, status)

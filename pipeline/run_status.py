@@ -1,0 +1,308 @@
+"""Every run ends with its true status: store checks, signals, and who owns a RUNNING run.
+
+The parts of run life-cycle bookkeeping that need no mlflow (so none of this costs the 1.8 s
+import; ``tracking.py``, the only module that imports mlflow, builds on these):
+
+- ``check_local_store``: a bad tracking URI (unknown scheme, malformed, an SQLite file or folder
+  that cannot be written) is a user error found before any run opens, not a traceback from
+  inside MLflow after the fit.
+- ``handle_signals``: SIGTERM (what ``kill`` and schedulers send) raises ``RunInterrupted``, a
+  ``KeyboardInterrupt``, so a run ends KILLED exactly as on Ctrl-C.
+- ``process_tags`` / ``dead_reason``: every run records which process owns it; a RUNNING run
+  whose process is provably gone (same host and pid namespace, pid not alive or reused) was
+  left behind by a hard death (SIGKILL, power loss) and can be marked FAILED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import tempfile
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+HOST, PID, PID_START, PID_SPACE = ("pipeline.host", "pipeline.pid", "pipeline.pid_start",
+                                   "pipeline.pid_space")
+# MLflow's HTTP client retries 7 times with backoff factor 2 and a 120 s timeout: minutes
+# before an unreachable server is reported. These bound one request to about 3 attempts
+# (sleeps 0 s, 2-3 s) and a silent server to 10 s an attempt; a user's own setting wins.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+FIX = ("use a writable store: tracking.uri=sqlite:////abs/path/mlflow.db on the command line "
+       "(or MLFLOW_TRACKING_URI=...)")
+_SQL = ("sqlite", "postgresql", "mysql", "mssql")
+_OTHER = {"http", "https", "file", "databricks", "databricks-uc", "uc"}
+
+
+class StoreError(ValueError):
+    """The tracking store cannot be used; the message names the URI and the fix."""
+
+
+# ----------------------------------------------------------------------------- the store
+def http_limits() -> None:
+    """Bound MLflow's HTTP retries and timeout (``os.environ.setdefault``: the user's wins)."""
+    for key, value in HTTP_LIMITS.items():
+        os.environ.setdefault(key, value)
+
+
+def uri_scheme(uri: str) -> str:
+    """The scheme of ``uri`` in lower case ('' for a plain path); StoreError if unknown."""
+    if not isinstance(uri, str) or not uri.strip():
+        raise StoreError(f"tracking store {uri!r}: empty URI; {FIX}")
+    scheme = urllib.parse.urlsplit(uri).scheme.lower()
+    if len(scheme) == 1:  # a Windows drive letter: a plain path
+        return ""
+    base = scheme.split("+", 1)[0]
+    if scheme in _OTHER or scheme == "" or base in _SQL or scheme in _plugin_schemes():
+        return scheme
+    raise StoreError(f"tracking store {uri}: unknown scheme '{scheme}:' (MLflow stores are "
+                     f"sqlite:///, http(s)://, postgresql://, mysql://, mssql:// or a folder); "
+                     f"{FIX}, or http://host:port for a tracking server")
+
+
+def _plugin_schemes() -> set[str]:
+    """Schemes that installed MLflow plugins register (read from metadata, no import)."""
+    from importlib.metadata import entry_points
+
+    try:
+        return {ep.name.lower() for ep in entry_points(group="mlflow.tracking_store")}
+    except Exception:  # broken metadata must not break the check
+        return set()
+
+
+def check_local_store(uri: str) -> str:
+    """Check what can be checked without mlflow; return the scheme.
+
+    SQLite: the database file (if it exists) must be a readable-writable SQLite file and its
+    folder must exist or be creatable and let us create files (SQLite writes a journal next to
+    the database; we write a lock file). The check writes nothing that stays: it creates and
+    removes one temporary file (or folder) where the store would go.
+    A folder store (``file:`` or a plain path): the folder must be creatable and writable.
+    http(s): the URI must name a host; reachability needs mlflow (``tracking.check_store``).
+    Other stores (databases, Databricks, plugins): only the scheme is checked.
+
+    Raises
+    ------
+    StoreError
+        Naming the URI, what is wrong, and the fix.
+    """
+    scheme = uri_scheme(uri)
+    parts = urllib.parse.urlsplit(uri)
+    if scheme.split("+", 1)[0] == "sqlite":
+        if not uri.split(":", 1)[1].startswith("///") or parts.netloc:
+            raise StoreError(f"tracking store {uri}: malformed SQLite URI (an absolute path "
+                             f"needs four slashes: sqlite:////abs/path/mlflow.db); {FIX}")
+        path = urllib.parse.unquote(uri.split(":", 1)[1][3:].split("?", 1)[0])
+        if not path or path == ":memory:":
+            raise StoreError(f"tracking store {uri}: no database file (an in-memory store "
+                             f"keeps nothing); {FIX}")
+        _check_db_file(uri, Path(path))
+    elif scheme in ("http", "https"):
+        try:
+            parts.port  # noqa: B018  (raises on a non-numeric port)
+        except ValueError as err:
+            raise StoreError(f"tracking store {uri}: malformed URI ({err}); use "
+                             f"http://host:port of a running MLflow server, or {FIX}") from None
+        if not parts.hostname:
+            raise StoreError(f"tracking store {uri}: no host in the URI; use http://host:port "
+                             f"of a running MLflow server, or {FIX}")
+    elif scheme in ("", "file"):
+        path = urllib.parse.unquote(parts.path) if scheme == "file" else uri
+        _check_folder(uri, Path(path), as_dir=True)
+    return scheme
+
+
+def _check_db_file(uri: str, db: Path) -> None:
+    if db.is_dir():
+        raise StoreError(f"tracking store {uri} is not writable: {db} is a folder, not a "
+                         f"database file; {FIX}")
+    if db.exists():
+        try:
+            fd = os.open(db, os.O_RDWR)
+            try:
+                head = os.read(fd, 16)
+            finally:
+                os.close(fd)
+        except OSError as err:
+            raise StoreError(f"tracking store {uri} is not writable: cannot open {db} for "
+                             f"writing ({err.strerror}); {FIX}") from None
+        if head and head != b"SQLite format 3\x00":
+            raise StoreError(f"tracking store {uri}: {db} is not an SQLite database; {FIX}")
+    _check_folder(uri, db.parent, as_dir=False)
+
+
+def _check_folder(uri: str, folder: Path, as_dir: bool) -> None:
+    """``folder`` exists and takes new files, or its nearest existing parent takes folders."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a dangling link: mkdir would fail on it
+            raise StoreError(f"tracking store {uri} is not writable: {existing} is a broken "
+                             f"link; {FIX}")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StoreError(f"tracking store {uri} is not writable: {existing} is a file, not a "
+                         f"folder; {FIX}")
+    try:
+        if existing == folder and not as_dir:
+            with tempfile.TemporaryFile(dir=existing, prefix=".mlflow-check-"):
+                pass
+        else:
+            os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".mlflow-check-"))
+    except OSError as err:
+        what = "create files in" if existing == folder else f"create {folder} under"
+        raise StoreError(f"tracking store {uri} is not writable: cannot {what} {existing} "
+                         f"({err.strerror}); {FIX}") from None
+
+
+# ----------------------------------------------------------------------------- signals
+class RunInterrupted(KeyboardInterrupt):
+    """Raised by the SIGTERM (and SIGINT) handler: the run ends KILLED, as on Ctrl-C.
+
+    A ``KeyboardInterrupt`` on purpose: every place that already treats Ctrl-C as "stop and
+    end the run KILLED" (``Tracker.__exit__``, Hydra, the mains) treats SIGTERM the same way.
+    """
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+_received: int | None = None
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    global _received
+    _received = signum
+    raise RunInterrupted(signum)
+
+
+def handle_signals() -> None:
+    """Make SIGTERM (and Ctrl-C) raise ``RunInterrupted`` in the main thread.
+
+    Python's default SIGTERM kills the process on the spot: no ``finally``, no ``atexit``, the
+    run stays RUNNING for ever. A handler left ignored (``SIG_IGN``, e.g. by ``nohup`` for
+    SIGINT) stays ignored. A no-op outside the main thread (signal handlers live there only)
+    and when already installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _on_signal)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_signal)
+
+
+def interrupted_by() -> int | None:
+    """The signal that interrupted this process (SIGINT or SIGTERM), or None."""
+    return _received
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while the run's final status is written.
+
+    An impatient second Ctrl-C must not cut ``end_run`` short and leave the run RUNNING;
+    a signal that arrives meanwhile is delivered (and raises) right after.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+# ----------------------------------------------------------------------------- run owners
+def _stat(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/<pid>/stat (state first), or None (no such process, or no /proc)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2:].split()  # the name (field 2) may hold spaces and ')'
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip() if path.startswith("/proc") else ""
+    except OSError:
+        return ""
+
+
+def _pid_space() -> str:
+    """Boot id and pid namespace: where a recorded pid means this process table."""
+    try:
+        ns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        ns = ""
+    boot = _read("/proc/sys/kernel/random/boot_id")
+    return f"{boot}/{ns}" if boot and ns else ""
+
+
+def process_tags() -> dict[str, str]:
+    """Tags naming the process that owns a run: host, pid, start time, pid namespace.
+
+    The start time (/proc/<pid>/stat field 22, clock ticks since boot) tells a live pid that
+    was reused by another process from the one that opened the run.
+    """
+    tags = {HOST: socket.gethostname(), PID: str(os.getpid())}
+    fields = _stat(os.getpid())
+    if fields and len(fields) > 19:
+        tags[PID_START] = fields[19]
+    space = _pid_space()
+    if space:
+        tags[PID_SPACE] = space
+    return tags
+
+
+def dead_reason(tags: dict[str, str]) -> str | None:
+    """Why the process that recorded ``tags`` is provably gone, or None if it may be alive.
+
+    Only a run of this host, with a readable pid, in this pid namespace (or from an earlier
+    boot of this host) can be judged; anything else (other hosts, other containers, runs other
+    tools made) is None: never touched.
+    """
+    me = process_tags()
+    host = tags.get(HOST)
+    try:
+        pid = int(tags.get(PID, ""))
+    except ValueError:
+        return None
+    if host != me[HOST] or pid <= 0:
+        return None
+    found = f"found by pid {pid} on host {host}"
+    space, mine = tags.get(PID_SPACE, ""), me.get(PID_SPACE, "")
+    if space and mine and space != mine:
+        if space.split("/")[0] != mine.split("/")[0]:
+            return (f"the process {pid} died without ending the run ({found}: the host "
+                    f"rebooted since)")
+        return None  # same kernel, another pid namespace (a container): not ours to see
+    if tags.get(PID_START) == me.get(PID_START) and pid == os.getpid():
+        return None  # this very process
+    fields = _stat(pid)
+    if not _alive(pid, fields):
+        return f"the process {pid} died without ending the run ({found}: no such process)"
+    start = tags.get(PID_START)
+    if start and fields is not None and len(fields) > 19 and fields[19] != start:
+        return (f"the process {pid} died without ending the run ({found}: that pid now "
+                f"belongs to another process, started at tick {fields[19]}, not {start})")
+    return None
+
+
+def _alive(pid: int, fields: list[str] | None) -> bool:
+    if fields is not None and fields[0] in ("Z", "X"):  # exited, not yet reaped by its parent
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
