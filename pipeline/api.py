@@ -8,11 +8,20 @@ import kernels
 
 from .objectives import Objective
 from .penalties import Penalty
-from .solvers import SOLVERS, Callback, FitResult, Problem, choose_auto
-from .validation import check_compatibility, check_hyperparameters, check_targets, check_X
+from .solvers import (
+    SOLVERS,
+    Callback,
+    FitResult,
+    Problem,
+    check_compatibility,
+    check_solver_options,
+    choose_auto,
+    options_for,
+)
+from .validation import check_hyperparameters, check_targets, check_X, warn_ineffective
 
 
-def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: float = 0.5,
+def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: float | None = None,
         solver: str = "auto", tol: float = 1e-7, max_iter: int = 1000, seed: int = 0,
         dtype: str = "float64", backend: str = "cpu", callback: Callback | None = None,
         **solver_options) -> FitResult:
@@ -24,23 +33,38 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
     y : targets: reals (n,) or (n, m) for ``linear``; two labels for ``logistic``; any labels
         for ``softmax`` / ``ovr``; an (n, m) 0/1 matrix for ``multilabel``.
     model : linear, logistic, softmax, ovr, multilabel.
-    reg, lam, l1_ratio : the penalty R = lam / k * (...), bias unpenalised.
-    solver : gd, agd, sgd, lbfgs, split_lbfgs, newton, cd, closed_form or auto.
+    reg, lam, l1_ratio : the penalty R = lam / k * (...), bias unpenalised. ``l1_ratio``
+        (default 0.5) is the L1 share of ``elasticnet``; given with another ``reg`` it warns.
+    solver : gd, agd, sgd, lbfgs, split_lbfgs, newton, prox_newton, cd, closed_form or auto
+        (``pipeline.solvers.SOLVERS`` says what each supports and takes).
     tol : stop when the max-norm of the (proximal) gradient falls below it.
     max_iter : iterations (epochs for sgd, sweeps for cd).
-    seed : seeds every random choice (sgd shuffles, the Lipschitz estimate's sample).
+    seed : seeds every random choice (sgd shuffles, Hessian and Lipschitz samples).
     dtype : float64 or float32 storage of X (W, b and all sums stay float64).
     backend : cpu (numba) or cuda (numba CUDA; X copied to the GPU once, needs the cuda extra).
     callback : ``callback(step, F, L, W, b)`` after every step (progress bars, per-step
         metrics); W and b are the solver's current arrays: copy them to keep them.
-    solver_options : passed to the solver (e.g. ``batch_size``, ``lr`` for sgd).
+    solver_options : the solver's own options (e.g. ``batch_size``, ``lr`` for sgd). An option
+        the solver does not define raises ``TypeError`` listing those it does; under
+        ``solver="auto"`` an option the chosen solver does not use warns and is ignored.
 
     Returns
     -------
     FitResult with W (k, m), b (m,), F, L, R, passes, time, convergence and history.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Before any work, for an unknown option, a value of the wrong type or out of range,
+        a combination no solver supports, or data that cannot fit the model.
     """
     check_compatibility(model, reg, solver, backend)
-    check_hyperparameters(lam, l1_ratio, tol, max_iter)
+    lam, l1_ratio_, tol, max_iter, seed = check_hyperparameters(
+        lam, 0.5 if l1_ratio is None else l1_ratio, tol, max_iter, seed)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback={callback!r} must be callable as callback(step, F, L, W, b)")
+    checked = check_solver_options(solver, solver_options)
+    warn_ineffective(reg, lam, l1_ratio is not None)
     X = check_X(X, dtype)
     T, classes = check_targets(model, y, X.shape[0])
     n_classes = 0 if classes is None else len(classes)
@@ -50,22 +74,21 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
         objective: Objective = CudaObjective(model, X, T, n_classes)
     else:
         objective = Objective(model, X, T, n_classes)
-    penalty = Penalty(reg, float(lam), float(l1_ratio), X.shape[1])
-    if solver == "auto":
-        solver = choose_auto(model, reg, X.shape[0], X.shape[1], backend)
-    problem = Problem(objective, penalty, tol, max_iter, callback)
+    penalty = Penalty(reg, lam, l1_ratio_, X.shape[1])
+    chosen = choose_auto(model, reg, X.shape[0], X.shape[1], backend) if solver == "auto" \
+        else solver
+    options = options_for(chosen, checked, solver)
+    problem = Problem(objective, penalty, tol, max_iter, callback, seed=seed)
     if problem.can_diverge:
         from .separability import separating_point  # scipy's LP: imported only when needed
 
         separator = separating_point(model, X, objective.T, objective.n_outputs)
         if separator is not None:
-            result = problem.stop_separable(solver, *separator)
+            result = problem.stop_separable(chosen, *separator)
             result.classes, result.dtype = classes, dtype
             return result
     W, b = objective.zeros()
-    if solver == "sgd":
-        solver_options.setdefault("seed", seed)
-    result = SOLVERS[solver](problem, W, b, **solver_options)
+    result = SOLVERS[chosen].fn(problem, W, b, **options)
     result.classes = classes
     result.dtype = dtype
     return result

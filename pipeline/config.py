@@ -10,15 +10,29 @@ nothing below this module sees a ``DictConfig``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from .validation import MODELS, REGS, SOLVERS
+from .choices import DTYPES, MODELS, REGS
+from .solvers import options as solver_opts
+from .solvers.options import AGDConfig as AGDConfig
+from .solvers.options import GDConfig as GDConfig
+from .solvers.options import LBFGSConfig as LBFGSConfig
+from .solvers.options import NewtonConfig as NewtonConfig
+from .solvers.options import ProxNewtonConfig as ProxNewtonConfig
+from .solvers.options import SGDConfig as SGDConfig
+from .solvers.options import SolverConfig
+from .solvers.options import SplitLBFGSConfig as SplitLBFGSConfig
+from .solvers.registry import SOLVER_NAMES as SOLVERS
+from .solvers.registry import SOLVERS as SOLVER_REGISTRY
 
 TASKS = ("regression", "binary", "multiclass", "multilabel")
 SOURCES = ("sklearn", "synthetic", "file")
@@ -35,6 +49,11 @@ MODELS_FOR_TASK = {
 
 class ConfigError(ValueError):
     """A configuration that cannot run; raised before any MLflow run starts."""
+
+
+# The schema of each solver with options of its own (the registry's dataclass).
+SOLVER_SCHEMAS: dict[str, type] = {name: spec.options for name, spec in SOLVER_REGISTRY.items()
+                                   if spec.options is not SolverConfig}
 
 
 # ----------------------------------------------------------------------------- schemas
@@ -85,53 +104,8 @@ class RegConfig:
     l1_ratio: float = 0.5
 
 
-@dataclass
-class SolverConfig:
-    """Options every solver takes; subclasses add their own (passed on as solver_options)."""
-
-    name: str = MISSING
-    tol: float = 1e-7  # max-norm of the (proximal) gradient
-    max_iter: int = 1000
-
-
-@dataclass
-class AGDConfig(SolverConfig):
-    step: float | None = None  # None: 1 / Lipschitz bound
-
-
-@dataclass
-class GDConfig(AGDConfig):
-    step_rule: str = "bb"  # bb (Barzilai-Borwein, non-monotone) or backtracking (monotone)
-
-
-@dataclass
-class SGDConfig(SolverConfig):
-    max_iter: int = 100  # epochs
-    batch_size: int = 256
-    lr: float | None = None  # None: from the Lipschitz bound
-    variance_reduction: bool = True  # SVRG: constant step, exact optimum
-
-
-@dataclass
-class NewtonConfig(SolverConfig):
-    max_cg: int = 50  # conjugate-gradient steps per Newton step
-    hessian_sample: int | None = None  # Hessian rows; None: all below 2e5 rows, else n / 20
-
-
-@dataclass
-class LBFGSConfig(SolverConfig):
-    memory: int = 10
-
-
-@dataclass
-class SplitLBFGSConfig(SolverConfig):
-    memory: int = 10
-
-
-@dataclass
-class ProxNewtonConfig(SolverConfig):
-    sample: int | None = None  # rows of the subsampled Hessian; None: n/8 within fixed bounds
-    max_sweeps: int = 1000  # coordinate-descent sweeps per Newton step
+# Solver schemas: the option dataclasses of the solver registry (pipeline/solvers/options.py),
+# so the command line and ``pipeline.fit`` accept exactly the same options and values.
 
 
 @dataclass
@@ -186,12 +160,8 @@ def register() -> None:
         cs.store(group="schema/dataset", name=name, node=node)
     cs.store(group="schema/model", name="model", node=ModelConfig)
     cs.store(group="schema/reg", name="reg", node=RegConfig)
-    solvers: list[tuple[str, type]] = [("solver", SolverConfig), ("gd", GDConfig),
-                                       ("agd", AGDConfig), ("sgd", SGDConfig),
-                                       ("lbfgs", LBFGSConfig), ("split_lbfgs", SplitLBFGSConfig),
-                                       ("newton", NewtonConfig),
-                                       ("prox_newton", ProxNewtonConfig)]
-    for name, node in solvers:
+    cs.store(group="schema/solver", name="solver", node=SolverConfig)
+    for name, node in SOLVER_SCHEMAS.items():
         cs.store(group="schema/solver", name=name, node=node)
     cs.store(group="schema/backend", name="backend", node=BackendConfig)
     cs.store(group="schema/tracking", name="tracking", node=TrackingConfig)
@@ -209,6 +179,32 @@ def _range(field_name: str, value: float, lo: float, hi: float | None = None) ->
         raise ConfigError(f"{field_name}={value!r} is out of range; allowed: {bound}")
 
 
+def _all_finite(config: Any, prefix: str = "") -> None:
+    """Every float field finite: ``reg.lam=inf`` or ``nan`` is an error, never a run."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            _all_finite(value, f"{prefix}{f.name}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{prefix}{f.name}={value!r} is not finite; allowed: a finite "
+                              "number")
+
+
+def warn_ineffective(config: Config, overrides: list[str]) -> None:
+    """Warn once for a parameter set on purpose that has no effect (like ``pipeline.fit``)."""
+    from .solvers.registry import IgnoredParameterWarning
+
+    r = config.reg
+    said = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
+    if r.name != "elasticnet" and ("reg.l1_ratio" in said or r.l1_ratio != 0.5):
+        warnings.warn(f"reg.l1_ratio={r.l1_ratio:g} has no effect with reg={r.name} (only "
+                      "reg=elasticnet mixes L1 and L2): ignored", IgnoredParameterWarning,
+                      stacklevel=2)
+    if r.name == "none" and r.lam:
+        warnings.warn(f"reg.lam={r.lam:g} has no effect with reg=none: ignored (choose reg=l1, "
+                      "l2 or elasticnet to penalise)", IgnoredParameterWarning, stacklevel=2)
+
+
 def validate(config: Config) -> None:
     """Check names, ranges and combinations; raise ``ConfigError`` naming field, value, allowed."""
     d, m, r, s = config.dataset, config.model, config.reg, config.solver
@@ -216,17 +212,20 @@ def validate(config: Config) -> None:
     _allowed("reg.name", r.name, REGS)
     _allowed("solver.name", s.name, SOLVERS)
     _allowed("dataset.source", d.source, SOURCES)
+    _all_finite(config)
     _range("reg.lam", r.lam, 0.0)
     _range("reg.l1_ratio", r.l1_ratio, 0.0, 1.0)
-    if not s.tol > 0:
-        raise ConfigError(f"solver.tol={s.tol!r} is out of range; allowed: > 0 (e.g. 1e-6)")
-    _range("solver.max_iter", s.max_iter, 1)
+    for f in dataclasses.fields(s):  # the registry's own checks: the API accepts the same
+        try:
+            solver_opts.check_value(f"solver.{f.name}", getattr(s, f.name), dict(f.metadata))
+        except (TypeError, ValueError) as err:
+            raise ConfigError(str(err)) from None
     _range("dataset.val_size", d.val_size, 0.0, 0.9)
     _range("dataset.test_size", d.test_size, 0.05, 0.9)
     if d.val_size + d.test_size >= 0.95:
         raise ConfigError(f"dataset.val_size + dataset.test_size = {d.val_size + d.test_size} "
                           "leaves no training data; allowed: a sum below 0.95")
-    _allowed("backend.dtype", config.backend.dtype, ("float64", "float32"))
+    _allowed("backend.dtype", config.backend.dtype, DTYPES)
     if config.backend.threads is not None:
         _range("backend.threads", config.backend.threads, 1)
     if d.source == "sklearn":
@@ -306,18 +305,64 @@ def load(cfg: DictConfig | dict[str, Any]) -> tuple[Config, Runtime]:
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.create(cfg)
     runtime = _runtime(cfg)
-    merged = OmegaConf.merge(_schema_for(cfg), cfg)
-    config = OmegaConf.to_object(merged)
+    schema = _schema_for(cfg)
+    unknown = _unknown_key(cfg, schema)
+    if unknown:  # ``+solver.bogus=1`` gets past Hydra and the merge: never past here
+        raise ConfigError(_unknown_message(unknown, cfg))
+    try:  # a wrong type ends here
+        merged = OmegaConf.merge(schema, cfg)
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_omegaconf_message(err, cfg)) from None
     assert isinstance(config, Config)
     validate(config)
+    warn_ineffective(config, runtime.overrides)
     return config, runtime
+
+
+def _unknown_key(cfg: Any, schema: Any, prefix: str = "") -> str | None:
+    """The first dotted key of ``cfg`` that ``schema`` does not define (``hydra`` aside)."""
+    if not isinstance(cfg, DictConfig) or not isinstance(schema, DictConfig):
+        return None
+    for key in map(str, cfg.keys()):
+        if prefix == "" and key == "hydra":
+            continue
+        if key not in schema.keys():  # (``in`` is False for a MISSING value)
+            return f"{prefix}{key}"
+        found = _unknown_key(cfg._get_node(key), schema._get_node(key), f"{prefix}{key}.")
+        if found:
+            return found
+    return None
+
+
+def _unknown_message(key: str, cfg: DictConfig) -> str:
+    """One line naming the unknown key and the options its group does have."""
+    group = key.split(".")[0]
+    if "." not in key:
+        top = ", ".join(f.name for f in dataclasses.fields(Config))
+        return f"{key} is not a setting; the settings are: {top}"
+    name = OmegaConf.select(cfg, f"{group}.name", default="")
+    source = OmegaConf.select(cfg, "dataset.source", default="sklearn")
+    schema = (SOLVER_SCHEMAS.get(name, SolverConfig) if group == "solver"
+              else DATASET_SCHEMAS.get(source, DatasetConfig) if group == "dataset"
+              else _GROUP_SCHEMAS[group])
+    keys = ", ".join(f.name for f in dataclasses.fields(schema) if f.name != "name")
+    return f"{key} is not an option of {group}={name}; its options: {keys}"
+
+
+def _omegaconf_message(err: OmegaConfBaseException, cfg: DictConfig) -> str:
+    """OmegaConf's error as one line naming the key and the value."""
+    key = getattr(err, "full_key", None) or ""
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return f"{key}: {first}" if key and key not in first else first
 
 
 DATASET_SCHEMAS = {"sklearn": DatasetConfig, "synthetic": SyntheticDatasetConfig,
                    "file": FileDatasetConfig}
-SOLVER_SCHEMAS = {"gd": GDConfig, "agd": AGDConfig, "sgd": SGDConfig, "lbfgs": LBFGSConfig,
-                  "newton": NewtonConfig, "prox_newton": ProxNewtonConfig,
-                  "split_lbfgs": SplitLBFGSConfig}
+
+
+_GROUP_SCHEMAS: dict[str, type] = {"model": ModelConfig, "reg": RegConfig,
+                                   "backend": BackendConfig, "tracking": TrackingConfig}
 
 
 def _schema_for(cfg: DictConfig) -> DictConfig:

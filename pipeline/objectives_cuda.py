@@ -44,6 +44,12 @@ class CudaObjective(Objective):
         return self.gpu.gpu_decision_function(self.Xd, W, b)
 
     def subset(self, rows: np.ndarray) -> Objective:
-        """Mini-batches are gathered on the host and sent up (small, one copy per batch)."""
-        return CudaObjective(self.model, np.ascontiguousarray(self.X[rows]),
-                             np.ascontiguousarray(self.T[rows]), self.n_outputs)
+        """Mini-batches are gathered on the host and sent up (small, one copy per batch).
+
+        The rows' targets are taken as already encoded (one-hot for one-vs-rest): building a
+        new objective from them would encode them a second time and train on wrong labels.
+        """
+        sub = super().subset(rows)
+        assert isinstance(sub, CudaObjective)
+        sub.Xd, sub.Td = self.gpu.gpu_put(sub.X), self.gpu.gpu_put(sub.T)
+        return sub

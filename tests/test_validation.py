@@ -47,7 +47,7 @@ def test_targets_that_do_not_fit_the_model(model, y, match):
     ({"l1_ratio": 1.5, "reg": "elasticnet"}, r"l1_ratio=1.5 must lie in \[0, 1\]"),
     ({"reg": "l3"}, "reg='l3' is not known"),
     ({"solver": "adam"}, "solver='adam' is not known"),
-    ({"tol": 0.0}, "tol=0.0 must be > 0"),
+    ({"tol": 0.0}, "tol=0.0 must be a finite number > 0"),
     ({"dtype": "float16"}, "dtype='float16'"),
 ])
 def test_bad_settings(kwargs, match):
