@@ -76,7 +76,7 @@ class Objective:
 
     def subset(self, rows: np.ndarray) -> Objective:
         """The same loss on a subset of rows (a copy of those rows: mini-batches)."""
-        sub = Objective.__new__(Objective)
+        sub = type(self).__new__(type(self))  # same class; targets stay as encoded
         sub.__dict__.update(self.__dict__)
         sub.X = np.ascontiguousarray(self.X[rows])
         sub.T = np.ascontiguousarray(self.T[rows])
