@@ -5,7 +5,7 @@
 """
 
 from .api import decision_function, fit, predict, predict_proba
-from .solvers import FitResult, SeparableDataWarning
+from .solvers import FitResult, IgnoredParameterWarning, SeparableDataWarning
 
-__all__ = ["FitResult", "SeparableDataWarning", "decision_function", "fit", "predict",
-           "predict_proba"]
+__all__ = ["FitResult", "IgnoredParameterWarning", "SeparableDataWarning", "decision_function",
+           "fit", "predict", "predict_proba"]
