@@ -78,3 +78,21 @@ def test_predict_checks_feature_count():
     res = pipeline.fit(X, y_reg, model="linear")
     with pytest.raises(ValueError, match="4"):
         pipeline.predict(res, X[:, :3])
+
+
+def test_readme_solver_table_is_the_registry():
+    from pathlib import Path
+
+    from pipeline.solvers.registry import solver_table
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    between = text.split("<!-- solver-table -->\n")[1].split("\n<!-- /solver-table -->")[0]
+    assert between == solver_table()
+
+
+def test_registry_options_are_the_hydra_schemas():
+    from pipeline import config
+    from pipeline.solvers import SOLVERS
+
+    for name, spec in SOLVERS.items():
+        assert config.SOLVER_SCHEMAS.get(name, config.SolverConfig) is spec.options
