@@ -206,17 +206,29 @@ def interrupted_by() -> int | None:
 def shielded() -> Iterator[None]:
     """Hold SIGINT/SIGTERM back while the run's final status is written.
 
-    An impatient second Ctrl-C must not cut ``end_run`` short and leave the run RUNNING;
-    a signal that arrives meanwhile is delivered (and raises) right after.
+    An impatient second Ctrl-C must not cut ``end_run`` short and leave the run RUNNING. A
+    signal that arrives meanwhile is recorded and raised again right after, to the handler
+    that was in place (which then raises, or ends the process as it would have). Python-level
+    handlers, not a signal mask: a process-directed signal may land on any thread (mlflow and
+    numba start some), but Python handlers always run in the main thread.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    held: list[int] = []
+    old = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler is not None and handler is not signal.SIG_IGN:
+            old[signum] = handler
+            signal.signal(signum, lambda s, _frame: held.append(s))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
+        if held:
+            signal.raise_signal(held[0])
 
 
 # ----------------------------------------------------------------------------- run owners
