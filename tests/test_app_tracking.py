@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import run, tracking
+from pipeline import experiment, run, tracking
 from pipeline.config import Runtime
 from tests.conftest import REPO, cli_env, compose, runs_of
 
@@ -98,7 +98,7 @@ def test_a_run_that_fails_after_it_started_ends_failed_or_killed(store, tmp_path
     def broken(*a, **k):
         raise exc
 
-    monkeypatch.setattr(run, "_fit", broken)
+    monkeypatch.setattr(experiment, "fit", broken)  # the one orchestration core fits
     config = compose(["dataset=iris", "model=softmax", f"tracking.uri={store}"])
     with pytest.raises(type(exc)):
         run.run(config, Runtime(output_dir=str(tmp_path)), quiet=True)
