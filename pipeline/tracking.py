@@ -19,16 +19,13 @@ a child run with ``parent_run_id``.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
-import re
 import subprocess
 import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +34,23 @@ from hydra.experimental.callback import Callback
 
 from pipeline import run_status
 from pipeline.config import PARENT_RUN_ENV, PARENT_RUN_FILE
-from pipeline.run_status import RunInterrupted, StoreError, handle_signals
+from pipeline.run_status import RunInterrupted, handle_signals
+from pipeline.store import (
+    StoreError,
+    artifact_location,
+    check_local_store,
+    http_limits,
+    project_root,
+    resolve_uri,
+    server_error,
+    store_lock,
+    ui_command,
+)
 
-__all__ = ["RunInterrupted", "StoreError", "Tracker", "check_store", "current_run_id",
-           "handle_signals", "last_run"]
+__all__ = ["ParentRunCallback", "RunInterrupted", "StoreError", "Tracker", "artifact_location",
+           "check_store", "current_run_id", "ensure_experiment", "find_run", "git_facts",
+           "handle_signals", "last_run", "preload", "project_root", "resolve_uri", "run_tags",
+           "save_model_npz", "store_lock", "ui_command"]
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
@@ -75,34 +85,6 @@ def _mlflow():
 
 
 # ----------------------------------------------------------------------------- store
-def project_root() -> Path:
-    """``$DVC_ROOT`` when DVC runs us (queued experiments run in a temp copy), else the repo."""
-    if os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"]).resolve()
-    here = Path(__file__).resolve().parents[1]
-    return here if (here / "pyproject.toml").exists() else Path.cwd().resolve()
-
-
-def resolve_uri(uri: str | None) -> str:
-    """Tracking URI: the config's, else $MLFLOW_TRACKING_URI, else sqlite:///<root>/mlflow.db."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        return f"sqlite:///{project_root() / 'mlflow.db'}"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        rel = uri[len("sqlite:///"):]  # relative path: make it absolute against the root
-        return f"sqlite:///{(project_root() / rel).resolve()}"
-    return uri
-
-
-def artifact_location(uri: str, experiment: str = "") -> str | None:
-    """Artifacts next to a SQLite store (``<dir>/mlruns/<experiment>``); servers decide."""
-    if uri.startswith("sqlite:///"):
-        folder = re.sub(r"[^A-Za-z0-9_.-]+", "_", experiment).strip("._")
-        path = Path(uri[len("sqlite:///"):]).parent / "mlruns" / folder
-        return path.resolve().as_uri()
-    return None
-
-
 def ensure_experiment(uri: str, name: str) -> str:
     """Experiment id for ``name``, creating it (and migrating a fresh store) if needed."""
     from mlflow.tracking import MlflowClient
@@ -126,8 +108,8 @@ def check_store(uri: str) -> None:
     """Fail fast, before any run opens, on a tracking store that cannot work.
 
     SQLite and folder stores are checked without mlflow (writable file and folder, see
-    ``run_status.check_local_store``; a fresh store is not created or migrated here). For an
-    http(s) server MLflow's retries and timeout are bounded (``run_status.HTTP_LIMITS``, a
+    ``store.check_local_store``; a fresh store is not created or migrated here). For an
+    http(s) server MLflow's retries and timeout are bounded (``store.HTTP_LIMITS``, a
     user's own ``MLFLOW_HTTP_REQUEST_*`` wins) and one cheap request must answer within
     ``PROBE_S`` seconds: an unreachable server is reported in seconds, not after minutes.
 
@@ -136,9 +118,9 @@ def check_store(uri: str) -> None:
     StoreError
         Naming the URI, what is wrong and the fix.
     """
-    if run_status.check_local_store(uri) not in ("http", "https"):
+    if check_local_store(uri) not in ("http", "https"):
         return
-    run_status.http_limits()
+    http_limits()
     _mlflow()  # import here, not in the probe thread (preload may be importing it)
     from mlflow.tracking import MlflowClient
 
@@ -156,18 +138,7 @@ def check_store(uri: str) -> None:
     thread.join(PROBE_S)
     if answer and answer[0] is None:
         return
-    text = str(answer[0]) if answer else ""
-    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
-    if not answer or errno or "Max retries exceeded" in text or "timed out" in text:
-        why = errno.group(1).strip() if errno else f"no answer within {PROBE_S:g} s"
-        raise StoreError(f"tracking server {uri} is not reachable ({why}): start it (mlflow "
-                         f"server --host 127.0.0.1 --port PORT) or point tracking.uri=... (or "
-                         f"MLFLOW_TRACKING_URI) at a running one; without a server, "
-                         f"{run_status.FIX}")
-    first = text.strip().splitlines()[0][:300] if text.strip() else type(answer[0]).__name__
-    raise StoreError(f"tracking server {uri} answered with an error ({first}): check the URI "
-                     f"and your credentials (MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/"
-                     f"PASSWORD); without a server, {run_status.FIX}")
+    raise server_error(uri, str(answer[0]) if answer else None, PROBE_S)
 
 
 def end_dead_runs(uri: str, experiment_id: str) -> list[str]:
@@ -212,16 +183,6 @@ def last_run() -> tuple[str, str] | None:
     return _last_run
 
 
-def ui_command(uri: str) -> str:
-    """What the user types to browse the runs."""
-    default = f"sqlite:///{project_root() / 'mlflow.db'}"
-    if uri == default:
-        return f"cd {project_root()} && mlflow ui"
-    if uri.startswith("http"):
-        return f"open {uri}"
-    return f"mlflow ui --backend-store-uri {uri}"
-
-
 def git_facts(root: Path) -> dict[str, str]:
     """Commit and dirty flag of the repo (empty when not a git checkout)."""
     try:
@@ -233,25 +194,6 @@ def git_facts(root: Path) -> dict[str, str]:
         return {}
     return {"git.commit": commit, "mlflow.source.git.commit": commit,
             "git.dirty": str(bool(dirty.strip())).lower()}
-
-
-@contextlib.contextmanager
-def store_lock(uri: str) -> Iterator[None]:
-    """Hold an exclusive file lock next to a SQLite store (processes racing to create and
-    migrate a fresh store crash); a no-op for other stores."""
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    import fcntl
-
-    lock = Path(uri[len("sqlite:///"):] + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def run_tags(uri: str, run_id: str) -> dict[str, str] | None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import run_status, tracking
+from pipeline.store import HTTP_LIMITS
 from tests.conftest import cli_env, runs_of
 
 LONG_FIT = ["dataset=synth_binary", "dataset.n=20000", "dataset.k=50", "model=logistic",
@@ -271,7 +272,7 @@ def _free_port() -> int:
 
 
 def test_a_server_nobody_listens_on_is_reported_within_seconds(monkeypatch):
-    for key in run_status.HTTP_LIMITS:  # set, then unset: monkeypatch restores the original
+    for key in HTTP_LIMITS:  # set, then unset: monkeypatch restores the original
         monkeypatch.setenv(key, "0")
         monkeypatch.delenv(key)
     uri = f"http://127.0.0.1:{_free_port()}"
