@@ -84,6 +84,25 @@ class Objective:
         sub.n_passes = 0
         return sub
 
+    def abs_max(self) -> float:
+        """Largest |X| (no copy of X; for error messages)."""
+        if self.X.size == 0:
+            return 0.0
+        return float(max(np.max(self.X), -np.min(self.X)))
+
+    def column_moments(self, max_rows: int = 20_000, seed: int = 0):
+        """Mean and standard deviation of each column, estimated on at most ``max_rows`` rows.
+
+        Estimates suffice: they choose the solvers' coordinates (``solvers._scaling``), which
+        are exact whatever the values. The sampled rows are copied, never X.
+        """
+        n = self.n_samples
+        rows = (slice(None) if n <= max_rows
+                else np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False)))
+        Xs = np.asarray(self.X[rows], dtype=np.float64)
+        mean = Xs.mean(axis=0)
+        return mean, np.sqrt(np.mean((Xs - mean) ** 2, axis=0))
+
     def lipschitz(self, max_rows: int = 50_000, n_iter: int = 30, seed: int = 0) -> float:
         """Upper estimate of the gradient's Lipschitz constant in (W, b).
 

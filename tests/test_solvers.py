@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import pipeline
+from pipeline.solvers._problem import ConvergenceWarning
 from pipeline.validation import allowed_solvers
 from tests import references as ref
 
@@ -50,7 +51,7 @@ def test_solver_reaches_reference_optimum(name, model, reg, lam, solver):
     F_star, W_star = reference(name, model, reg, lam)
     first_order = solver in ("gd", "agd", "sgd")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         res = pipeline.fit(X, y, model=model, reg=reg, lam=lam, solver=solver, tol=1e-9,
                            max_iter=20_000 if first_order or solver in ("auto", "split_lbfgs")
                            else 1000)

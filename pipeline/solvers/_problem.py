@@ -24,6 +24,22 @@ class SeparableDataWarning(UserWarning):
     """The classes are linearly separable and nothing bounds W: no finite optimum exists."""
 
 
+class ConvergenceWarning(UserWarning):
+    """A fit stopped before its optimality test held (like scikit-learn's): the result is
+    the last iterate, not the optimum; ``FitResult.converged`` is False."""
+
+
+class NonFiniteError(ValueError):
+    """The objective or the weights became inf or NaN: no meaningful result exists."""
+
+
+# Stops whose verdict is the final residual against tol, against 100 tol (the solver found no
+# more decrease: machine precision), or the gradient mapping (first-order methods).
+RESIDUAL_CRITERIA = ("gradient", "subgradient", "exact")
+PRECISION_CRITERIA = ("machine_precision",)
+MAPPING_CRITERIA = ("gradient_mapping",)
+
+
 @dataclass
 class FitResult:
     """What a solver found, and what it cost."""
@@ -47,6 +63,7 @@ class FitResult:
     warnings: list[str] = field(default_factory=list)
     classes: np.ndarray | None = None
     dtype: str = "float64"
+    residual: float = float("nan")  # max-norm of the minimal subgradient of F at (W, b)
 
     @property
     def n_nonzero(self) -> int:
@@ -58,23 +75,33 @@ class Problem:
     """One minimisation of F = L + R: evaluations, history and the stopping bookkeeping."""
 
     def __init__(self, objective: Objective, penalty: Penalty, tol: float, max_iter: int,
-                 callback: Callback | None = None):
+                 callback: Callback | None = None, seed: int = 0):
         self.obj = objective
+        self.seed = int(seed)  # every random choice of the solver (samples, shuffles)
         self.pen = penalty
         self.tol = tol
         self.max_iter = int(max_iter)
         self.callback = callback
         self.history: list[float] = []
+        self._evaluated = False  # the first f_grad (the starting point) must be finite
         self.warnings: list[str] = []
         self.t0 = time.perf_counter()
         self.can_diverge = objective.model != "linear" and penalty.lam == 0.0
 
     # ------------------------------------------------------------------ evaluations
     def f_grad(self, W, b, G_out, gb_out) -> float:
-        """Smooth part f = L + a2||W||^2 and its gradient (one pass)."""
+        """Smooth part f = L + a2||W||^2 and its gradient (one pass).
+
+        Trial points may give inf (a line search then backtracks); the very first evaluation,
+        at the starting point, must be finite or no step can be judged.
+        """
         f = self.obj.loss_grad(W, b, G_out, gb_out)
         self.pen.add_smooth_grad(W, G_out)
-        return f + self.pen.smooth_value(W)
+        f += self.pen.smooth_value(W)
+        if not self._evaluated:
+            self._evaluated = True
+            self.check_finite(f, W, b, G_out, "at the starting point")
+        return f
 
     def f(self, W, b) -> float:
         """Smooth part alone."""
@@ -90,9 +117,43 @@ class Problem:
         if self.pen.a2:
             H_out += (2.0 * self.pen.a2) * V
 
+    def residual(self, W, b, G, gb) -> float:
+        """Max-norm of the minimal subgradient of F, bias included (G: gradient of f)."""
+        return max(self.pen.subgrad_residual(W, G), float(np.abs(gb).max(initial=0.0)))
+
+    # ------------------------------------------------------------------ non-finite values
+    def check_finite(self, F: float, W, b, G=None, where: str = "") -> None:
+        """Raise :class:`NonFiniteError` naming the likely cause if F, W, b (or G) is not finite.
+
+        Asked for accepted iterates and the final point only: a trial step with f = inf is a
+        line search's business (it backtracks).
+        """
+        if np.isfinite(F) and np.isfinite(W).all() and np.isfinite(b).all() and (
+                G is None or np.isfinite(G).all()):
+            return
+        raise NonFiniteError(self._non_finite_message(F, where))
+
+    def _non_finite_message(self, F: float, where: str) -> str:
+        xmax = self.obj.abs_max()
+        causes = []
+        if xmax > 1e50:
+            causes.append(f"the largest |X| is {xmax:.3g}: standardise the features "
+                          "(centre and scale each column)")
+        if self.pen.lam > 1e50:
+            causes.append(f"lam={self.pen.lam:g} is too large: use a smaller lam")
+        if not causes:
+            causes.append(f"values in X too large (largest |X| = {xmax:.3g}: standardise the "
+                          f"features) or lam too large (lam={self.pen.lam:g})")
+        return (f"the objective or the weights became non-finite (F={F}) {where}".rstrip()
+                + "; likely cause: " + "; ".join(causes))
+
     # ------------------------------------------------------------------ bookkeeping
     def record(self, F: float, W, b) -> None:
-        """Append F to the history and tell the callback ``(step, F, L, W, b)``."""
+        """Append F to the history and tell the callback ``(step, F, L, W, b)``.
+
+        Every accepted iterate passes here: a non-finite one stops the fit with an error.
+        """
+        self.check_finite(F, W, b, where=f"at step {len(self.history) + 1}")
         self.history.append(float(F))
         if self.callback is not None:
             L = float(F) - self.pen.value(W)
@@ -135,21 +196,50 @@ class Problem:
         return self.result(solver, np.ascontiguousarray(W), b, 0, False, "separable")
 
     def result(self, solver: str, W, b, n_iter: int, converged: bool, criterion: str,
-               **extra) -> FitResult:
-        """Final F, L, R at (W, b) measured with one more pass, packed into a FitResult."""
-        if not converged and criterion == "max_iter":
-            msg = (f"{solver} did not converge in {n_iter} iterations (tol={self.tol:g}); "
-                   "raise max_iter or tol")
-            warnings.warn(msg, RuntimeWarning, stacklevel=3)
-            self.warnings.append(msg)
-        loss = self.obj.loss(W, b)
+               near_ok: bool = False, **extra) -> FitResult:
+        """Final F, L, R and optimality residual at (W, b) (one more pass), with an honest verdict.
+
+        ``converged`` is the solver's claim; it stands only if the final residual agrees: at
+        most ``tol`` for the residual criteria, at most ``100 tol`` for a stop at machine
+        precision; the gradient mapping of the first-order methods is their own test. Any
+        other stop but separability warns :class:`ConvergenceWarning` once. ``near_ok``: a
+        residual criterion met by the solver's own test in other coordinates (L-BFGS-B) with a
+        final residual within 100 tol counts as a stop at machine precision.
+        """
+        W = np.ascontiguousarray(W)
+        G, gb = np.empty_like(W), np.empty_like(b)
+        loss = self.obj.loss_grad(W, b, G, gb)
+        self.pen.add_smooth_grad(W, G)
         pen = self.pen.value(W)
+        self.check_finite(loss + pen, W, b, G, "at the final point")
+        residual = self.residual(W, b, G, gb)
+        if near_ok and converged and criterion in RESIDUAL_CRITERIA and residual > self.tol:
+            criterion = "machine_precision"
+        converged = bool(converged) and criterion != "separable" and (
+            (criterion in MAPPING_CRITERIA and residual <= 100 * self.tol)
+            or (criterion in RESIDUAL_CRITERIA and residual <= self.tol)
+            or (criterion in PRECISION_CRITERIA and residual <= 100 * self.tol))
+        if criterion == "max_iter" and n_iter < self.max_iter:
+            criterion = "max_evaluations"  # the cap on function evaluations came first
+        if not converged and criterion != "separable":
+            self._warn_not_converged(solver, n_iter, criterion, residual)
         return FitResult(
             W=W, b=b, model=self.obj.model, reg=self.pen.reg, lam=self.pen.lam,
             l1_ratio=self.pen.l1_ratio, solver=solver, objective=loss + pen, loss=loss,
             penalty=pen, n_iter=n_iter, n_passes=self.obj.n_passes,
             time_s=time.perf_counter() - self.t0, converged=converged, criterion=criterion,
-            history=self.history, warnings=self.warnings, **extra)
+            history=self.history, warnings=self.warnings, residual=residual, **extra)
+
+    def _warn_not_converged(self, solver: str, n_iter: int, criterion: str,
+                            residual: float) -> None:
+        why = {"max_iter": f"reached max_iter={self.max_iter}",
+               "max_evaluations": "reached its cap on function evaluations"}.get(
+                   criterion, f"stopped ({criterion.replace('_', ' ')})")
+        msg = (f"{solver} did not converge: it {why} after {n_iter} iterations with optimality "
+               f"residual {residual:.3g} > tol={self.tol:g}. Raise max_iter, loosen tol, "
+               "standardise the features, or try another solver.")
+        warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+        self.warnings.append(msg)
 
 
 def pack(W: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._problem import FitResult, Problem
+from ._problem import FitResult, NonFiniteError, Problem
 
 
 def _prox_step(P: Problem, W, b, G, gb, step):
@@ -18,6 +18,16 @@ def _prox_step(P: Problem, W, b, G, gb, step):
     return W_new, b - step * gb
 
 
+def _first_step(P: Problem, step: float | None) -> float:
+    """The given step, or 1 / L from the seeded Lipschitz estimate (which must be finite)."""
+    if step is not None:
+        return step
+    L = P.obj.lipschitz(seed=P.seed)
+    if not np.isfinite(L):
+        raise NonFiniteError(P._non_finite_message(L, "in the Lipschitz estimate"))
+    return 1.0 / L
+
+
 def _sufficient_decrease(f_new, f, G, gb, dW, db, step) -> bool:
     """Backtracking test of the quadratic upper model: f_new <= f + <g, d> + |d|^2 / (2 s)."""
     lin = float(np.vdot(G, dW) + np.vdot(gb, db))
@@ -25,8 +35,8 @@ def _sufficient_decrease(f_new, f, G, gb, dW, db, step) -> bool:
     return f_new <= f + lin + quad + 1e-12 * abs(f)
 
 
-def gd(P: Problem, W, b, step: float | None = None, step_rule: str = "bb",
-       memory: int = 10, **_) -> FitResult:
+def gd(P: Problem, W, b, *, step: float | None = None, step_rule: str = "bb",
+       memory: int = 10) -> FitResult:
     """Proximal gradient descent: the lecture's method with a line search.
 
     ``step_rule="backtracking"``: halve the step until the quadratic upper model holds, then
@@ -35,9 +45,7 @@ def gd(P: Problem, W, b, step: float | None = None, step_rule: str = "bb",
     largest of the last ``memory`` values of F (SpaRSA): the same descent steps, far fewer of
     them on ill-conditioned problems.
     """
-    if step_rule not in ("bb", "backtracking"):
-        raise ValueError(f"step_rule={step_rule!r}: choose 'bb' or 'backtracking'")
-    step = 1.0 / P.obj.lipschitz() if step is None else step
+    step = _first_step(P, step)
     G, gb = np.empty_like(W), np.empty_like(b)
     f = P.f_grad(W, b, G, gb)
     recent = [P.F_from_f(f, W)]
@@ -75,9 +83,9 @@ def gd(P: Problem, W, b, step: float | None = None, step_rule: str = "bb",
     return P.result("gd", W, b, P.max_iter, False, "max_iter")
 
 
-def agd(P: Problem, W, b, step: float | None = None, **_) -> FitResult:
+def agd(P: Problem, W, b, *, step: float | None = None) -> FitResult:
     """FISTA with backtracking (the step may also grow) and function-value adaptive restart."""
-    step = 1.0 / P.obj.lipschitz() if step is None else step
+    step = _first_step(P, step)
     Y, yb = W.copy(), b.copy()
     G, gb = np.empty_like(W), np.empty_like(b)
     G_new, gb_new = np.empty_like(W), np.empty_like(b)
@@ -88,7 +96,8 @@ def agd(P: Problem, W, b, step: float | None = None, **_) -> FitResult:
         while True:
             W_new, b_new = _prox_step(P, Y, yb, G, gb, step)
             f_new = P.f_grad(W_new, b_new, G_new, gb_new)
-            if _sufficient_decrease(f_new, fy, G, gb, W_new - Y, b_new - yb, step):
+            if _sufficient_decrease(f_new, fy, G, gb, W_new - Y, b_new - yb, step) or \
+                    step < 1e-300:  # no step decreases f (non-finite values): record stops it
                 break
             step *= 0.5
         F_new = P.F_from_f(f_new, W_new)
@@ -113,8 +122,8 @@ def agd(P: Problem, W, b, step: float | None = None, **_) -> FitResult:
     return P.result("agd", W, b, P.max_iter, False, "max_iter")
 
 
-def sgd(P: Problem, W, b, batch_size: int = 256, lr: float | None = None,
-        variance_reduction: bool = True, seed: int = 0, **_) -> FitResult:
+def sgd(P: Problem, W, b, *, batch_size: int = 256, lr: float | None = None,
+        variance_reduction: bool = True) -> FitResult:
     """Mini-batch (proximal) SGD over seeded shuffles; one iteration is one epoch.
 
     With ``variance_reduction`` (SVRG) each epoch starts with a full gradient at a snapshot and
@@ -123,8 +132,8 @@ def sgd(P: Problem, W, b, batch_size: int = 256, lr: float | None = None,
     on the full gradient (one extra pass). Without it, the step decays as ``lr / sqrt(epoch)``.
     """
     n = P.obj.n_samples
-    rng = np.random.default_rng(seed)
-    lr = 1.0 / P.obj.lipschitz() if lr is None else lr
+    rng = np.random.default_rng(P.seed)
+    lr = _first_step(P, lr)
     G, gb = np.empty_like(W), np.empty_like(b)
     Gs, gbs = np.empty_like(W), np.empty_like(b)
     Gf, gbf = np.empty_like(W), np.empty_like(b)
@@ -136,7 +145,7 @@ def sgd(P: Problem, W, b, batch_size: int = 256, lr: float | None = None,
             while True:
                 W_try, b_try = _prox_step(P, W, b, Gf, gbf, lr)
                 if _sufficient_decrease(P.f(W_try, b_try), f, Gf, gbf, W_try - W, b_try - b,
-                                        lr):
+                                        lr) or lr < 1e-300:
                     break
                 lr *= 0.5
             step = 0.5 * lr

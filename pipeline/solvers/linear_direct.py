@@ -13,6 +13,7 @@ import kernels
 from kernels.gram import blas_single_thread
 
 from ._problem import FitResult, Problem
+from ._scaling import centring, gram_affine
 
 
 def _gram(P: Problem):
@@ -28,37 +29,117 @@ def _penalised_system(A: np.ndarray, a2: float) -> np.ndarray:
     return M
 
 
-def closed_form(P: Problem, W, b, **_) -> FitResult:
-    """Solve (A + a2 I_w) theta = C, then one refinement step with the exact residual gradient.
+def _to_theta(W, b) -> np.ndarray:
+    return np.vstack([W, b[None, :]])
 
-    Singular systems (collinear columns, no penalty) get the minimum-norm least-squares solution.
+
+def _from_theta(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.ascontiguousarray(theta[:-1]), theta[-1].copy()
+
+
+MAX_REFINE = 10  # exact-gradient corrections after the Gram solve (one pass each)
+
+
+def closed_form(P: Problem, W, b) -> FitResult:
+    """Solve (A + a2 I_w) theta = C, then correct with the exact residual gradient.
+
+    The system is solved in centred and scaled coordinates (``_scaling``), where its condition
+    is that of standardised data; the Gram of unstandardised columns still loses digits when it
+    is formed (large means), so Newton corrections on the exact gradient (one pass each, most
+    often one) follow until the gradient's max-norm is below tol or stops shrinking. Singular
+    systems (collinear columns, no penalty) get the minimum-norm least-squares solution.
     """
     A, C = _gram(P)
-    M = _penalised_system(A, P.pen.a2)
+    J = gram_affine(A).matrix()
+    M = J.T @ _penalised_system(A, P.pen.a2) @ J
     with blas_single_thread():
-        theta = np.linalg.lstsq(M, C, rcond=None)[0]
-    k = A.shape[0] - 1
-    W, b = np.ascontiguousarray(theta[:k]), theta[k].copy()
+        theta = J @ np.linalg.lstsq(M, J.T @ C, rcond=None)[0]
+    W, b = _from_theta(theta)
     G, gb = np.empty_like(W), np.empty_like(b)
     P.f_grad(W, b, G, gb)
-    # grad f = 2 (M theta - C): one Newton step on the exact gradient fixes the Gram's rounding.
-    with blas_single_thread():
-        corr = np.linalg.lstsq(M, 0.5 * np.vstack([G, gb]), rcond=None)[0]
-    W, b = np.ascontiguousarray(W - corr[:k]), b - corr[k]
-    f = P.f_grad(W, b, G, gb)
-    P.record(f, W, b)
-    return P.result("closed_form", W, b, 1, True, "exact")
+    residual, refined = P.residual(W, b, G, gb), 0
+    for refined in range(1, MAX_REFINE + 1):
+        # grad f = 2 (M theta - C): a Newton step on the exact gradient fixes the Gram's rounding
+        with blas_single_thread():
+            corr = J @ np.linalg.lstsq(M, 0.5 * (J.T @ np.vstack([G, gb])), rcond=None)[0]
+        W_new, b_new = _from_theta(_to_theta(W, b) - corr)
+        f = P.f_grad(W_new, b_new, G, gb)
+        new_residual = P.residual(W_new, b_new, G, gb)
+        if new_residual >= residual and refined > 1:
+            break  # rounding level: keep the best point
+        W, b, residual = W_new, b_new, new_residual
+        P.record(f, W, b)
+        if residual <= P.tol:
+            return P.result("closed_form", W, b, refined, True, "exact")
+    return P.result("closed_form", W, b, refined, True, "machine_precision")
 
 
-def cd(P: Problem, W, b, **_) -> FitResult:
-    """Cyclic coordinate descent with soft-thresholding on the Gram (covariance updates)."""
+def cd(P: Problem, W, b) -> FitResult:
+    """Cyclic coordinate descent with soft-thresholding on the Gram (covariance updates).
+
+    On centred columns (``_scaling``; CD itself does not depend on column scales), each round
+    minimises the penalised quadratic model of F (the Gram, or after the first round the exact
+    gradient with the Gram as Hessian) by CD, polished on its active set by one linear solve
+    when CD is slow (strongly correlated columns); the exact gradient then measures the
+    residual. ``max_iter`` bounds the sweeps of all rounds together.
+    """
     A, C = _gram(P)
-    W, b = W.copy(), b.copy()
-    sweeps = kernels.cd_gram(A, C, W, b, P.pen.a1, P.pen.a2, 1e-3 * P.tol, P.max_iter)
+    J = centring(gram_affine(A)).matrix()
+    Jinv = J.copy()
+    Jinv[-1, :-1] = -J[-1, :-1]  # J = [[I, 0], [-mu^T, 1]]: its inverse, exactly
+    Ac, Cc = J.T @ A @ J, J.T @ C
+    theta = _to_theta(W, b)
     G, gb = np.empty_like(W), np.empty_like(b)
-    f = P.f_grad(W, b, G, gb)
-    P.record(P.F_from_f(f, W), W, b)
-    residual = max(P.pen.subgrad_residual(W, G), float(np.abs(gb).max()))
-    converged = residual <= max(P.tol, 1e-9)
-    return P.result("cd", W, b, int(sweeps), converged,
-                    "subgradient" if converged else "max_iter")
+    sweeps, best = 0, np.inf
+    for _ in range(MAX_REFINE + 1):
+        Vc, cc = _from_theta(Jinv @ theta)
+        budget = P.max_iter - sweeps
+        used = int(kernels.cd_gram(Ac, Cc, Vc, cc, P.pen.a1, P.pen.a2, 1e-3 * P.tol, budget))
+        sweeps += used
+        if used > 50 or used == budget:  # slow (correlated columns): try the exact solve
+            _polish(Ac, Cc, Vc, cc, P.pen.a1, P.pen.a2)
+        theta_new = J @ _to_theta(Vc, cc)
+        W, b = _from_theta(theta_new)
+        f = P.f_grad(W, b, G, gb)
+        residual = P.residual(W, b, G, gb)
+        if residual >= best:
+            W, b = _from_theta(theta)
+            return P.result("cd", W, b, sweeps, True, "machine_precision")
+        theta, best = theta_new, residual
+        P.record(P.F_from_f(f, W), W, b)
+        if residual <= P.tol:
+            return P.result("cd", W, b, sweeps, True, "subgradient")
+        if sweeps >= P.max_iter:
+            break
+        # model of f around theta: the exact loss gradient, the Gram as its Hessian / 2
+        g_loss = np.vstack([G - 2.0 * P.pen.a2 * W, gb])
+        Cc = J.T @ (A @ theta - 0.5 * g_loss)
+    return P.result("cd", W, b, sweeps, False, "max_iter")
+
+
+def _polish(A, C, W_out, b_out, a1: float, a2: float) -> None:
+    """Solve the KKT system on CD's active set and signs; keep it when it is consistent.
+
+    With the support S and signs s of W fixed, the optimum of the Gram problem solves
+    ``(A_SS + a2 I) theta_S = C_S - a1/2 s`` (bias in S, unpenalised); it is the exact optimum
+    when its signs agree and every other coordinate satisfies ``|C_j - (A theta)_j| <= a1/2``.
+    """
+    k = A.shape[0] - 1
+    for c in range(C.shape[1]):
+        S = np.append(np.flatnonzero(W_out[:, c]) if a1 else np.arange(k), k)
+        sign = np.append(np.sign(W_out[S[:-1], c]), 0.0)
+        M = A[np.ix_(S, S)].copy()
+        M[np.arange(len(S) - 1), np.arange(len(S) - 1)] += a2
+        with blas_single_thread():
+            try:
+                sol = np.linalg.solve(M, C[S, c] - 0.5 * a1 * sign)
+            except np.linalg.LinAlgError:
+                continue
+        if a1 and np.any(np.sign(sol[:-1]) != sign[:-1]):
+            continue
+        theta = np.zeros(k + 1)
+        theta[S] = sol
+        rest = np.setdiff1d(np.arange(k), S)
+        if rest.size and np.abs(C[rest, c] - A[rest] @ theta).max() > 0.5 * a1 * (1 + 1e-9):
+            continue
+        W_out[:, c], b_out[c] = theta[:k], theta[k]

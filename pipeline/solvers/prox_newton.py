@@ -18,6 +18,7 @@ import kernels
 from kernels.gram import logistic_hessian
 
 from ._problem import FitResult, Problem
+from ._scaling import centring, gram_affine
 
 # Hessian sample: n / 16 rows, at least 8192 and at most 32768 (all rows below 8192).
 SAMPLE_ROWS = (8192, 32_768)
@@ -33,20 +34,20 @@ def _hessian(Xs: np.ndarray, w: np.ndarray, b: float, a2: float) -> np.ndarray:
     return H
 
 
-def prox_newton(P: Problem, W, b, sample: int | None = None, seed: int = 0,
-                max_sweeps: int = 1000, **_) -> FitResult:
+def prox_newton(P: Problem, W, b, *, sample: int | None = None,
+                max_sweeps: int = 1000) -> FitResult:
     """Minimise F by subsampled proximal Newton: the (k+1)^2 Hessian and coordinate descent
     for ``model='logistic'``, Hessian-vector products and FISTA (``prox_newton_hvp``) for the
     models with several outputs."""
     if P.obj.model != "logistic" or W.shape[1] != 1:  # several outputs: Hessian products
         from .prox_newton_hvp import prox_newton_hvp
 
-        return prox_newton_hvp(P, W, b, sample=sample, seed=seed)
+        return prox_newton_hvp(P, W, b, sample=sample)
     obj, pen = P.obj, P.pen
     n = obj.n_samples
     if sample is None:
         sample = min(max(n // 16, SAMPLE_ROWS[0]), SAMPLE_ROWS[1])
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(P.seed)
     full = n <= sample
     Xs = obj.X if full else obj.X[np.sort(rng.choice(n, sample, replace=False))]
     a1 = pen.a1
@@ -59,7 +60,7 @@ def prox_newton(P: Problem, W, b, sample: int | None = None, seed: int = 0,
     last_residual = np.inf
     H = np.empty(0)
     for it in range(1, P.max_iter + 1):
-        residual = max(pen.subgrad_residual(W, G), float(np.abs(gb).max()))
+        residual = P.residual(W, b, G, gb)
         if residual <= P.tol:
             return _done(P, W, b, it - 1, True, "subgradient", sample_rows)
         # A fresh Hessian while the last one did not shrink the residual tenfold; else the last
@@ -68,10 +69,7 @@ def prox_newton(P: Problem, W, b, sample: int | None = None, seed: int = 0,
             H = _hessian(Xs, W[:, 0], float(b[0]), pen.a2)
             sample_rows += Xs.shape[0]
         last_residual = residual
-        theta0 = np.append(W[:, 0], b[0])
-        C = 0.5 * (H @ theta0 - np.append(G[:, 0], gb[0]))[:, None]
-        Wn, bn = W.copy(), b.copy()
-        kernels.cd_gram(0.5 * H, C, Wn, bn, a1, 0.0, max(1e-15, 1e-4 * residual), max_sweeps)
+        Wn, bn = _model_minimiser(H, W, b, G, gb, a1, max(1e-15, 1e-4 * residual), max_sweeps)
         dW, db = Wn - W, bn - b
         decrease = float(np.vdot(G, dW) + np.vdot(gb, db))
         if a1:
@@ -90,12 +88,27 @@ def prox_newton(P: Problem, W, b, sample: int | None = None, seed: int = 0,
             t *= 0.5
         stalled = stalled + 1 if exact else 0
         if (not exact and F_t > F) or stalled > 8:  # no progress left: machine precision
-            return _done(P, W, b, it, residual <= 100 * P.tol, "machine_precision", sample_rows)
+            return _done(P, W, b, it, True, "machine_precision", sample_rows)
         W, b, F, G, gb = W_t, b_t, F_t, G_new, gb_new
         P.record(F, W, b)
         if P.check_separable(it, W, b, every=1):
             return _done(P, W, b, it, False, "separable", sample_rows)
     return _done(P, W, b, P.max_iter, False, "max_iter", sample_rows)
+
+
+def _model_minimiser(H, W, b, G, gb, a1: float, tol: float, max_sweeps: int):
+    """Minimise ``<g, D> + D^T H D / 2 + a1 |W + D_W|`` by CD on H, on centred columns.
+
+    Centring by the Hessian's weighted column means (``_scaling``) is exact (W and its L1 part
+    are unchanged) and decouples the bias from columns whose means are far from zero, which
+    otherwise make CD crawl; CD itself does not depend on the columns' scales.
+    """
+    J = centring(gram_affine(H)).matrix()
+    theta0 = np.append(W[:, 0], b[0])
+    C = 0.5 * (J.T @ (H @ theta0 - np.append(G[:, 0], gb[0])))[:, None]
+    Wn, cn = W.copy(), b - J[-1, :-1] @ W  # centred bias c = b + mu^T w (J[-1, :-1] = -mu)
+    kernels.cd_gram(0.5 * (J.T @ H @ J), C, Wn, cn, a1, 0.0, tol, max_sweeps)
+    return Wn, cn + J[-1, :-1] @ Wn
 
 
 def _done(P: Problem, W, b, n_iter, converged, criterion, sample_rows) -> FitResult:

@@ -68,8 +68,8 @@ def _model_step(P: Problem, H, W, b, G, gb, L: float, tol_inner: float, max_inne
     return Z, c
 
 
-def prox_newton_hvp(P: Problem, W, b, sample: int | None = None, seed: int = 0,
-                    max_inner: int = 200, **_) -> FitResult:
+def prox_newton_hvp(P: Problem, W, b, *, sample: int | None = None,
+                    max_inner: int = 200) -> FitResult:
     """Subsampled proximal Newton for any model, any reg (CPU objectives)."""
     if not P.pen.a1:  # smooth F: the model's minimiser is the Newton step, which CG finds
         from .second_order import newton  # far better than FISTA when H is ill-conditioned
@@ -77,13 +77,15 @@ def prox_newton_hvp(P: Problem, W, b, sample: int | None = None, seed: int = 0,
         result = newton(P, W, b, hessian_sample=sample)
         result.solver = "prox_newton"
         return result
-    sampled = sampled_hessian(P, sample, seed, field="sample")
+    sampled = sampled_hessian(P, sample)
     outcome = _run(P, sampled if sampled is not None else P, W, b, max_inner)
     if isinstance(outcome, tuple):  # the sample misjudged the curvature: finish quasi-Newton
         from .split_lbfgs import split_lbfgs
 
+        done = len(P.history)
         result = split_lbfgs(P, *outcome)
         result.solver = "prox_newton"
+        result.n_iter += done
     else:
         result = outcome
     if sampled is not None:
@@ -101,10 +103,10 @@ def _run(P: Problem, H, W, b, max_inner: int) -> FitResult | tuple[np.ndarray, n
     F = P.F_from_f(f, W)
     a1 = P.pen.a1
     for it in range(1, P.max_iter + 1):
-        residual = max(P.pen.subgrad_residual(W, G), float(np.abs(gb).max(initial=0.0)))
+        residual = P.residual(W, b, G, gb)
         if residual <= P.tol:
             return P.result("prox_newton", W, b, it - 1, True, "subgradient")
-        L = _curvature_bound(H, W, b, seed=it)
+        L = _curvature_bound(H, W, b, seed=P.seed + it)
         Z, c = _model_step(P, H, W, b, G, gb, L, 0.1 * residual, max_inner)
         dW, db = Z - W, c - b
         delta = (float(np.vdot(G, dW) + np.vdot(gb, db))
@@ -119,9 +121,9 @@ def _run(P: Problem, H, W, b, max_inner: int) -> FitResult | tuple[np.ndarray, n
                 break
             step *= 0.5
         if F_new > F:  # no decrease left: machine precision (or a useless model)
-            ok = residual <= 100 * P.tol
-            return P.result("prox_newton", W, b, it, ok,
-                            "machine_precision" if ok else "line_search_failed")
+            return P.result("prox_newton", W, b, it, True,
+                            "machine_precision" if residual <= 100 * P.tol
+                            else "line_search_failed")
         W, b, F = W_new, b_new, F_new
         G, G_new, gb, gb_new = G_new, G, gb_new, gb
         P.record(F, W, b)

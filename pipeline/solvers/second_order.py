@@ -8,17 +8,23 @@ from __future__ import annotations
 import numpy as np
 
 from ._problem import FitResult, Problem, pack, unpack
+from ._scaling import Affine
 
 
 class _SeparableError(Exception):
     pass
 
 
-def run_lbfgsb(P: Problem, fun, x0: np.ndarray, to_wb, memory: int, bounds=None):
+def run_lbfgsb(P: Problem, fun, x0: np.ndarray, to_wb, memory: int, bounds=None,
+               gtol: float | None = None, residual_of=None):
     """scipy's L-BFGS-B on ``fun`` (x -> F, dF/dx), recording F per step for the history.
 
-    ``to_wb`` maps x to (W, b). Returns ``(res, None)``, or ``(None, (W, b))`` when the in-loop
-    check found the data separated (then there is no finite optimum to wait for).
+    ``to_wb`` maps x to (W, b); ``gtol`` is the projected-gradient tolerance in x (default
+    ``tol``). When L-BFGS-B stops on no relative progress or a failed line search while
+    ``residual_of(res)`` (the optimality residual in W, b) is still above ``tol``, it restarts
+    from there with a fresh memory, at most twice, within ``max_iter`` iterations in all.
+    Returns ``(res, None)`` (``res.nit`` counts every run), or ``(None, (W, b))`` when the
+    in-loop check found the data separated (then there is no finite optimum to wait for).
     """
     from scipy.optimize import minimize  # lazy: scipy.optimize costs ~0.2 s to import
 
@@ -34,44 +40,71 @@ def run_lbfgsb(P: Problem, fun, x0: np.ndarray, to_wb, memory: int, bounds=None)
         if P.check_separable(len(P.history), Wx, bx):
             raise _SeparableError
 
+    x, nit = x0, 0
     try:
-        res = minimize(watched, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=step,
-                       options={"maxiter": P.max_iter, "maxcor": memory, "gtol": P.tol,
-                                "ftol": 1e-16, "maxfun": 20 * P.max_iter})
+        for _ in range(3):
+            res = minimize(watched, x, jac=True, method="L-BFGS-B", bounds=bounds,
+                           callback=step,
+                           options={"maxiter": P.max_iter - nit, "maxcor": memory,
+                                    "gtol": P.tol if gtol is None else gtol, "ftol": 1e-16,
+                                    "maxfun": 20 * P.max_iter})
+            nit += int(res.nit)
+            if (res.status == 1 or nit >= P.max_iter or residual_of is None
+                    or residual_of(res) <= P.tol or res.nit == 0):
+                break
+            x = res.x
     except _SeparableError:
         Wx, bx = to_wb(state["x"])
         return None, (Wx.copy(), bx.copy())
+    res.nit = nit
     return res, None
 
 
-def lbfgsb_verdict(res, residual: float, tol: float, name: str) -> tuple[bool, str]:
-    """(converged, criterion) of an L-BFGS-B run whose final optimality residual is given.
+def lbfgsb_verdict(res, name: str) -> tuple[bool, str]:
+    """(claimed converged, criterion) of an L-BFGS-B run; ``Problem.result`` then checks the
+    final residual: at most tol for ``name``, at most 100 tol when L-BFGS-B stopped on no
+    relative progress (ftol ~ 0) or a failed line search (machine precision)."""
+    if res.status == 1:
+        return False, "max_iter"
+    if res.status == 0 and "PROJ" in str(res.message).upper():
+        return True, name
+    return True, "machine_precision"
 
-    L-BFGS-B also stops on a failed line search or on no relative progress (ftol ~ 0) once it is
-    at machine precision: a residual within 100 tol counts as converged then.
-    """
-    converged = residual <= tol or (res.status in (0, 2) and residual <= 100 * tol)
-    criterion = (name if residual <= tol else "machine_precision" if converged
-                 else "max_iter" if res.status == 1 else f"lbfgs: {res.message}")
-    return converged, criterion
+
+def problem_affine(P: Problem) -> Affine:
+    """The (V, c) coordinates for P's data: its columns centred and scaled (identity when
+    already standardised); column moments from a seeded sample of rows."""
+    return Affine.from_moments(*P.obj.column_moments(seed=P.seed))
 
 
-def lbfgs(P: Problem, W, b, memory: int = 10, **_) -> FitResult:
-    """scipy's L-BFGS-B driving the fused loss-and-gradient kernel (one pass per evaluation)."""
+def lbfgs(P: Problem, W, b, *, memory: int = 10) -> FitResult:
+    """scipy's L-BFGS-B driving the fused loss-and-gradient kernel (one pass per evaluation),
+    in centred and scaled coordinates (``_scaling``: exact, and well conditioned on features
+    a user did not standardise)."""
     k, m = W.shape
     G, gb = np.empty_like(W), np.empty_like(b)
+    A = problem_affine(P)
+
+    def to_wb(x):
+        return A.to_wb(*unpack(x, k, m))
 
     def fun(x):
-        Wx, bx = unpack(x, k, m)
-        f = P.f_grad(np.ascontiguousarray(Wx), bx, G, gb)
-        return f, pack(G, gb)
+        Wx, bx = to_wb(x)
+        f = P.f_grad(Wx, bx, G, gb)
+        return f, pack(*A.grad_to_v(G, gb))
 
-    res, separated = run_lbfgsb(P, fun, pack(W, b), lambda x: unpack(x, k, m), memory)
+    def residual_of(res):
+        gV, gc = unpack(res.jac, k, m)
+        return float(np.abs(pack(gV / A.d[:, None] + np.outer(A.mu, gc), gc)).max())
+
+    res, separated = run_lbfgsb(P, fun, pack(*A.from_wb(W, b)), to_wb, memory,
+                                gtol=A.tol_v(P.tol), residual_of=residual_of)
     if separated is not None:
         return P.result("lbfgs", separated[0], separated[1], len(P.history), False, "separable")
-    Wx, bx = unpack(res.x, k, m)
-    converged, criterion = lbfgsb_verdict(res, float(np.abs(res.jac).max()), P.tol, "gradient")
-    return P.result("lbfgs", Wx.copy(), bx.copy(), int(res.nit), converged, criterion)
+    Wx, bx = to_wb(res.x)
+    converged, criterion = lbfgsb_verdict(res, "gradient")
+    return P.result("lbfgs", Wx.copy(), bx.copy(), int(res.nit), converged, criterion,
+                    near_ok=True)
 
 
 def _cg(P, W, b, g: np.ndarray, tol: float, max_cg: int) -> np.ndarray:
@@ -112,9 +145,9 @@ class _SampledHessian:
     the true optimum, only the steps are slightly less than Newton's.
     """
 
-    def __init__(self, P: Problem, sample: int, seed: int = 0):
+    def __init__(self, P: Problem, sample: int):
         n = P.obj.n_samples
-        rows = np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
+        rows = np.sort(np.random.default_rng(P.seed).choice(n, size=sample, replace=False))
         self.P, self.sub, self.fraction = P, P.obj.subset(rows), sample / n
 
     def hessp(self, W, b, V, vb, H_out, hb_out) -> None:
@@ -127,22 +160,18 @@ class _SampledHessian:
         return int(np.ceil(self.sub.n_passes * self.fraction))
 
 
-def sampled_hessian(P: Problem, sample: int | None, seed: int = 0,
-                    field: str = "hessian_sample") -> _SampledHessian | None:
-    """The Hessian sample for ``sample`` rows, or None for the full Hessian.
-
-    None picks the size: all rows below SAMPLE_FROM, else n / 20 (at least SAMPLE_MIN).
-    """
+def sampled_hessian(P: Problem, sample: int | None) -> _SampledHessian | None:
+    """The Hessian sample of ``sample`` rows (drawn with ``P.seed``), or None for the full
+    Hessian. None picks the size: all rows below SAMPLE_FROM, else n / 20 (at least
+    SAMPLE_MIN). ``sample >= 1`` is checked before the solver runs."""
     n = P.obj.n_samples
     if sample is None:
         sample = n if n < SAMPLE_FROM else max(SAMPLE_MIN, n // 20)
-    if sample < 1:
-        raise ValueError(f"{field}={sample} must be >= 1 (rows), or None")
-    return _SampledHessian(P, int(sample), seed) if sample < n else None
+    return _SampledHessian(P, int(sample)) if sample < n else None
 
 
-def newton(P: Problem, W, b, max_cg: int = 50, hessian_sample: int | None = None,
-           **_) -> FitResult:
+def newton(P: Problem, W, b, *, max_cg: int = 50,
+           hessian_sample: int | None = None) -> FitResult:
     """Inexact Newton (truncated CG, forcing term min(0.5, sqrt|g|)) with Armijo backtracking.
 
     ``hessian_sample``: rows of a fixed random subset on which the Hessian-vector products are
@@ -182,8 +211,7 @@ def _newton(P: Problem, H, W, b, k: int, m: int, max_cg: int) -> FitResult:
                 break
             t *= 0.5
         if t < 1e-10 and f_new > f:
-            return P.result("newton", W, b, it, bool(np.abs(g).max() <= 100 * P.tol),
-                            "line_search")
+            return P.result("newton", W, b, it, True, "machine_precision")
         # A sampled Hessian that keeps forcing short steps misjudges the curvature (a few rows
         # carry it, as near separation): go on with the full one.
         short_steps = short_steps + 1 if t < 1.0 else 0

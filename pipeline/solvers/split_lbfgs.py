@@ -13,35 +13,46 @@ from __future__ import annotations
 import numpy as np
 
 from ._problem import FitResult, Problem
-from .second_order import lbfgsb_verdict, run_lbfgsb
+from .second_order import lbfgsb_verdict, problem_affine, run_lbfgsb
 
 
-def split_lbfgs(P: Problem, W, b, memory: int = 10, **_) -> FitResult:
-    """scipy's L-BFGS-B on (U, V, b), driving the fused loss-and-gradient kernel."""
+def split_lbfgs(P: Problem, W, b, *, memory: int = 10) -> FitResult:
+    """scipy's L-BFGS-B on (U, V, c), driving the fused loss-and-gradient kernel.
+
+    In centred and scaled coordinates (``_scaling``): ``W = d (U - V)``, ``b = c - mu^T W``,
+    the L1 part ``a1 sum d (U + V)``; exact, and well conditioned on unstandardised features.
+    """
     k, m = W.shape
     km = k * m
-    a1 = P.pen.a1
+    A = problem_affine(P)
+    a1d = np.repeat(P.pen.a1 * A.d, m)  # a1 |W| = a1 d |U - V| in the solver's coordinates
     G, gb = np.empty_like(W), np.empty_like(b)
 
     def parts(x):
-        return (x[:km] - x[km:2 * km]).reshape(k, m), x[2 * km:]
+        return A.to_wb((x[:km] - x[km:2 * km]).reshape(k, m), x[2 * km:])
 
     def fun(x):
         Wx, bx = parts(x)
-        f = P.f_grad(np.ascontiguousarray(Wx), bx, G, gb)
-        g = G.ravel()
-        return f + a1 * float(x[:2 * km].sum()), np.concatenate([g + a1, a1 - g, gb])
+        f = P.f_grad(Wx, bx, G, gb)
+        gV, gc = A.grad_to_v(G, gb)
+        g = gV.ravel()
+        return f + float(a1d @ (x[:km] + x[km:2 * km])), np.concatenate([g + a1d, a1d - g, gc])
 
-    x0 = np.concatenate([np.maximum(W, 0.0).ravel(), np.maximum(-W, 0.0).ravel(), b])
+    def residual_of(res):
+        Wx, _ = parts(res.x)
+        gc = res.jac[2 * km:]
+        Gx = (res.jac[:km] - a1d).reshape(k, m) / A.d[:, None] + np.outer(A.mu, gc)
+        return max(P.pen.subgrad_residual(Wx, Gx), float(np.abs(gc).max(initial=0.0)))
+
+    V, c = A.from_wb(W, b)
+    x0 = np.concatenate([np.maximum(V, 0.0).ravel(), np.maximum(-V, 0.0).ravel(), c])
     bounds = [(0.0, None)] * (2 * km) + [(None, None)] * m
-    res, separated = run_lbfgsb(P, fun, x0, parts, memory, bounds)
+    res, separated = run_lbfgsb(P, fun, x0, parts, memory, bounds, gtol=A.tol_v(P.tol),
+                                residual_of=residual_of)
     if separated is not None:
         return P.result("split_lbfgs", separated[0], separated[1], len(P.history), False,
                         "separable")
     Wx, bx = parts(res.x)
-    Wx = np.ascontiguousarray(Wx)
-    Gf, gbf = np.empty_like(Wx), np.empty_like(bx)
-    P.f_grad(Wx, bx, Gf, gbf)
-    residual = max(P.pen.subgrad_residual(Wx, Gf), float(np.abs(gbf).max(initial=0.0)))
-    converged, criterion = lbfgsb_verdict(res, residual, P.tol, "subgradient")
-    return P.result("split_lbfgs", Wx, bx.copy(), int(res.nit), converged, criterion)
+    converged, criterion = lbfgsb_verdict(res, "subgradient")
+    return P.result("split_lbfgs", Wx, bx.copy(), int(res.nit), converged, criterion,
+                    near_ok=True)
