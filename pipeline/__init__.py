@@ -6,6 +6,7 @@
 
 from .api import decision_function, fit, predict, predict_proba
 from .solvers import FitResult, IgnoredParameterWarning, SeparableDataWarning
+from .solvers._problem import ConvergenceWarning, NonFiniteError
 
-__all__ = ["FitResult", "IgnoredParameterWarning", "SeparableDataWarning", "decision_function",
-           "fit", "predict", "predict_proba"]
+__all__ = ["ConvergenceWarning", "FitResult", "IgnoredParameterWarning", "NonFiniteError",
+           "SeparableDataWarning", "decision_function", "fit", "predict", "predict_proba"]
