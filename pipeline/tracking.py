@@ -54,9 +54,10 @@ __all__ = ["ParentRunCallback", "RunInterrupted", "StoreError", "Tracker", "arti
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
-PROBE_S = 8.0  # the most a tracking-server check may take, whatever MLflow's settings
+PROBE_S = 6.0  # the most a server check may take (whatever MLflow's settings): ~10 s CLI
 _preload: threading.Thread | None = None
 _last_run: tuple[str, str] | None = None  # (run id, status) of this process's latest run
+_servers: dict[str, StoreError | None] = {}  # tracking servers probed by this process
 
 
 def preload() -> None:
@@ -121,6 +122,15 @@ def check_store(uri: str) -> None:
     if check_local_store(uri) not in ("http", "https"):
         return
     http_limits()
+    if uri not in _servers:  # asked once per process (a sweep's jobs get the same answer)
+        _servers[uri] = _probe(uri)
+    error = _servers[uri]
+    if error is not None:
+        raise StoreError(str(error))
+
+
+def _probe(uri: str) -> StoreError | None:
+    """One cheap request, in a daemon thread that may hang: None if the server answered."""
     _mlflow()  # import here, not in the probe thread (preload may be importing it)
     from mlflow.tracking import MlflowClient
 
@@ -137,8 +147,8 @@ def check_store(uri: str) -> None:
     thread.start()
     thread.join(PROBE_S)
     if answer and answer[0] is None:
-        return
-    raise server_error(uri, str(answer[0]) if answer else None, PROBE_S)
+        return None
+    return server_error(uri, str(answer[0]) if answer else None, PROBE_S)
 
 
 def end_dead_runs(uri: str, experiment_id: str) -> list[str]:
@@ -252,9 +262,10 @@ class Tracker:
         mlflow.set_tracking_uri(self.uri)
         owner = run_status.process_tags()  # which process owns the run (see end_dead_runs)
         if self.run_id:  # resume: the run exists, its experiment too; this process owns it now
-            client = MlflowClient(self.uri)
-            for key, value in owner.items():  # before it is RUNNING again: never judged dead
-                client.set_tag(self.run_id, key, value)
+            from mlflow.entities import RunTag
+
+            client = MlflowClient(self.uri)  # tagged before it is RUNNING again: never "dead"
+            client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in owner.items()])
             exp_id = client.get_run(self.run_id).info.experiment_id
         else:
             with store_lock(self.uri):  # parallel stages (dvc queue start -j 2), fresh store
@@ -404,6 +415,10 @@ class ParentRunCallback(Callback):
         from mlflow.tracking import MlflowClient
 
         self.uri = resolve_uri(config.tracking.uri)
+        try:
+            check_store(self.uri)
+        except StoreError:  # no parent run: the first job reports it in one line and exits 2
+            return
         exp_id = ensure_experiment(self.uri, config.tracking.experiment)
         overrides = " ".join(config.hydra.overrides.task)
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()

@@ -309,3 +309,47 @@ def test_the_cli_reports_an_unwritable_store_before_any_run(tmp_path, cli):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and uri in lines[0], res.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", ["nobody", "silent"])
+def test_the_cli_reports_an_unreachable_server_in_about_ten_seconds(cli, server):
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        if server == "silent":
+            silent.listen(16)  # connections are accepted (by the kernel), never answered
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        t0 = time.monotonic()
+        res = cli("dataset=iris", "model=softmax", f"tracking.uri={uri}", timeout=60)
+        took = time.monotonic() - t0
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and uri in lines[0] and "not reachable" in lines[0]
+    assert took < 15, took  # the whole process (start, data, the check) on a busy machine
+
+
+@pytest.mark.slow
+def test_a_sweep_on_an_unwritable_store_is_one_line_and_no_run(tmp_path, cli):
+    (tmp_path / "a_file").write_text("x")
+    uri = f"sqlite:///{tmp_path}/a_file/mlflow.db"
+    res = cli("--multirun", "dataset=iris", "model=softmax", "reg.lam=0.1,0.2",
+              f"tracking.uri={uri}")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert [line for line in res.stderr.splitlines() if line.strip()] == [
+        line for line in res.stderr.splitlines() if line.startswith("error: ") and uri in line]
+    assert res.stderr.count("error: ") == 1  # not a warning from the callback, then the job
+
+
+@pytest.mark.slow
+def test_a_run_killed_hard_is_failed_by_the_next_cli_run(tmp_path, store, cli):
+    proc = _start_long_fit(tmp_path, [*LONG_FIT, f"tracking.uri={store}"])
+    proc.kill()  # SIGKILL: no handler, no finally, no atexit
+    proc.communicate(timeout=30)
+    (left,) = runs_of(store)
+    assert left.info.status == "RUNNING" and left.data.tags[run_status.PID] == str(proc.pid)
+    res = cli("dataset=iris", "model=softmax", f"tracking.uri={store}", "tracking.log_model=false",
+              "tracking.log_plots=false", "tracking.progress=false")
+    assert res.returncode == 0, res.stderr[-2000:]
+    dead = _client(store).get_run(left.info.run_id)
+    assert dead.info.status == "FAILED"
+    assert f"found by pid {proc.pid} on host {socket.gethostname()}" in dead.data.tags["error"]
