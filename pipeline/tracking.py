@@ -300,6 +300,8 @@ class Tracker:
                 self._log_error(exc_type, exc, tb)
         except BaseException as err:
             status = _status_of(type(err))
+            self._pending.clear()  # what could not be sent: don't try again in _log_error
+            self._log_error(type(err), err, err.__traceback__)
             raise
         finally:
             with run_status.shielded():  # a second Ctrl-C must not leave the run RUNNING

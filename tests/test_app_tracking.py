@@ -6,6 +6,7 @@ import ast
 import contextlib
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,20 @@ def test_model_npz_holds_what_the_pyfunc_needs(tmp_path):
     with np.load(path, allow_pickle=False) as npz:
         assert set(npz.files) >= {"W", "b", "keep", "mean", "scale", "classes", "task"}
         assert list(npz["classes"]) == ["a", "b", "c"]
+
+
+def test_a_run_whose_last_metrics_cannot_be_sent_ends_failed_with_the_error(store, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    tr = tracking.Tracker(store, "t", "r", {})
+    with pytest.raises(OSError, match="disk full"):
+        with tr:
+            tr._last_flush = time.monotonic()  # not due: the value waits for the end
+            tr.add_step(0, {"objective": 1.0})
+
+            def full(*a, **k):
+                raise OSError("disk full")
+
+            monkeypatch.setattr(MlflowClient, "log_batch", full)
+    run_ = _status(store, tr.run_id)
+    assert run_.info.status == "FAILED" and "disk full" in run_.data.tags["error"]
