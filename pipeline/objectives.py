@@ -90,7 +90,8 @@ class Objective:
             return 0.0
         return float(max(np.max(self.X), -np.min(self.X)))
 
-    def column_moments(self, max_rows: int = 20_000, seed: int = 0):
+    def column_moments(self, max_rows: int = 20_000,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation of each column, estimated on at most ``max_rows`` rows.
 
         Estimates suffice: they choose the solvers' coordinates (``solvers._scaling``), which
@@ -102,6 +103,10 @@ class Objective:
         Xs = np.asarray(self.X[rows], dtype=np.float64)
         mean = Xs.mean(axis=0)
         return mean, np.sqrt(np.mean((Xs - mean) ** 2, axis=0))
+
+    def curvature(self) -> float:
+        """Bound on the per-row loss's second derivative in z (the Hessian's scale)."""
+        return _CURVATURE[self.model]
 
     def lipschitz(self, max_rows: int = 50_000, n_iter: int = 30, seed: int = 0) -> float:
         """Upper estimate of the gradient's Lipschitz constant in (W, b).

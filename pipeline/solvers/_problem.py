@@ -84,6 +84,8 @@ class Problem:
         self.callback = callback
         self.history: list[float] = []
         self._evaluated = False  # the first f_grad (the starting point) must be finite
+        self._saw_non_finite = False  # some trial point overflowed (a cause of failure)
+        self.solver_name: str | None = None  # set when one solver runs another for its result
         self.warnings: list[str] = []
         self.t0 = time.perf_counter()
         self.can_diverge = objective.model != "linear" and penalty.lam == 0.0
@@ -98,6 +100,8 @@ class Problem:
         f = self.obj.loss_grad(W, b, G_out, gb_out)
         self.pen.add_smooth_grad(W, G_out)
         f += self.pen.smooth_value(W)
+        if not np.isfinite(f):
+            self._saw_non_finite = True
         if not self._evaluated:
             self._evaluated = True
             self.check_finite(f, W, b, G_out, "at the starting point")
@@ -133,14 +137,18 @@ class Problem:
             return
         raise NonFiniteError(self._non_finite_message(F, where))
 
-    def _non_finite_message(self, F: float, where: str) -> str:
-        xmax = self.obj.abs_max()
+    def _overflow_causes(self, xmax: float) -> list[str]:
         causes = []
         if xmax > 1e50:
             causes.append(f"the largest |X| is {xmax:.3g}: standardise the features "
                           "(centre and scale each column)")
         if self.pen.lam > 1e50:
             causes.append(f"lam={self.pen.lam:g} is too large: use a smaller lam")
+        return causes
+
+    def _non_finite_message(self, F: float, where: str) -> str:
+        xmax = self.obj.abs_max()
+        causes = self._overflow_causes(xmax)
         if not causes:
             causes.append(f"values in X too large (largest |X| = {xmax:.3g}: standardise the "
                           f"features) or lam too large (lam={self.pen.lam:g})")
@@ -206,6 +214,7 @@ class Problem:
         residual criterion met by the solver's own test in other coordinates (L-BFGS-B) with a
         final residual within 100 tol counts as a stop at machine precision.
         """
+        solver = self.solver_name or solver
         W = np.ascontiguousarray(W)
         G, gb = np.empty_like(W), np.empty_like(b)
         loss = self.obj.loss_grad(W, b, G, gb)
@@ -222,6 +231,7 @@ class Problem:
         if criterion == "max_iter" and n_iter < self.max_iter:
             criterion = "max_evaluations"  # the cap on function evaluations came first
         if not converged and criterion != "separable":
+            self._fail_on_overflow(solver, residual)
             self._warn_not_converged(solver, n_iter, criterion, residual)
         return FitResult(
             W=W, b=b, model=self.obj.model, reg=self.pen.reg, lam=self.pen.lam,
@@ -229,6 +239,17 @@ class Problem:
             penalty=pen, n_iter=n_iter, n_passes=self.obj.n_passes,
             time_s=time.perf_counter() - self.t0, converged=converged, criterion=criterion,
             history=self.history, warnings=self.warnings, residual=residual, **extra)
+
+    def _fail_on_overflow(self, solver: str, residual: float) -> None:
+        """A fit that failed where values overflow (or nearly: |X| or lam beyond 1e50) is an
+        error naming the cause, not a warning: its last iterate means nothing."""
+        causes = self._overflow_causes(self.obj.abs_max())
+        if self._saw_non_finite and not causes:
+            causes = ["values overflowed on the way: standardise the features or lower lam"]
+        if causes:
+            raise NonFiniteError(f"{solver} failed (optimality residual {residual:.3g}) with "
+                                 "values beyond floating-point range; likely cause: "
+                                 + "; ".join(causes))
 
     def _warn_not_converged(self, solver: str, n_iter: int, criterion: str,
                             residual: float) -> None:

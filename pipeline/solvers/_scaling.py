@@ -26,12 +26,19 @@ class Affine:
     d: np.ndarray  # (k,) power-of-two scale of each weight (1: left alone)
 
     @classmethod
-    def from_moments(cls, mean: np.ndarray, std: np.ndarray) -> Affine:
-        """The map for columns with this mean and standard deviation (estimates suffice)."""
+    def from_moments(cls, mean: np.ndarray, std: np.ndarray, curvature: float = 1.0,
+                     a2: float = 0.0) -> Affine:
+        """The map for columns with this mean and standard deviation (estimates suffice).
+
+        ``d_j`` equalises the diagonal of the Hessian, ``curvature var_j + 2 a2`` per weight,
+        with the bias's ``curvature``: ``1 / std_j`` without a penalty; a column so small that
+        the ridge dominates its curvature keeps (about) its scale.
+        """
         std = np.asarray(std, dtype=np.float64)
         ok = np.isfinite(std) & (std > 0)
         d = np.ones_like(std)
-        d[ok] = np.exp2(-np.round(np.log2(std[ok])))
+        diag = curvature * std[ok] ** 2 + 2.0 * a2
+        d[ok] = np.exp2(np.round(0.5 * np.log2(curvature / diag)))
         mean = np.asarray(mean, dtype=np.float64)
         mu = np.where(np.abs(mean) > np.where(ok, std, 0.0), mean, 0.0)
         return cls(mu=mu, d=d)
@@ -72,12 +79,13 @@ class Affine:
         return J
 
 
-def gram_affine(A: np.ndarray) -> Affine:
-    """The map for the columns whose Gram ``[X 1]^T [X 1] / n`` is A (exact means)."""
+def gram_affine(A: np.ndarray, a2: float = 0.0) -> Affine:
+    """The map for the columns whose Gram ``[X 1]^T [X 1] / n`` is A (exact means), with the
+    ridge ``a2 |W|^2`` next to the loss ``theta^T A theta``."""
     k = A.shape[0] - 1
     mean = A[k, :k] / A[k, k]
     var = np.diag(A)[:k] / A[k, k] - mean * mean
-    return Affine.from_moments(mean, np.sqrt(np.maximum(var, 0.0)))
+    return Affine.from_moments(mean, np.sqrt(np.maximum(var, 0.0)), 1.0, 0.5 * a2 / A[k, k])
 
 
 def centring(affine: Affine) -> Affine:

@@ -67,7 +67,7 @@ def gd(P: Problem, W, b, *, step: float | None = None, step_rule: str = "bb",
         if step_rule == "bb":
             sy = float(np.vdot(dW, G_new - G) + np.vdot(db, gb_new - gb))
             dd = float(np.vdot(dW, dW) + np.vdot(db, db))
-            next_step = dd / sy if sy > 0 else 1.25 * step
+            next_step = dd / sy if sy > 0 and dd > 0 else 1.25 * step
         else:
             next_step = 1.25 * step
         W, b, f = W_new, b_new, f_new

@@ -12,13 +12,16 @@ import numpy as np
 import kernels
 from kernels.gram import blas_single_thread
 
-from ._problem import FitResult, Problem
+from ._problem import FitResult, NonFiniteError, Problem
 from ._scaling import centring, gram_affine
 
 
 def _gram(P: Problem):
     P.obj.n_passes += 1
-    return kernels.gram(P.obj.X, P.obj.T)
+    A, C = kernels.gram(P.obj.X, P.obj.T)
+    if not (np.isfinite(A).all() and np.isfinite(C).all()):
+        raise NonFiniteError(P._non_finite_message(np.inf, "in the Gram matrix [X 1]^T [X 1]"))
+    return A, C
 
 
 def _penalised_system(A: np.ndarray, a2: float) -> np.ndarray:
@@ -50,7 +53,7 @@ def closed_form(P: Problem, W, b) -> FitResult:
     systems (collinear columns, no penalty) get the minimum-norm least-squares solution.
     """
     A, C = _gram(P)
-    J = gram_affine(A).matrix()
+    J = gram_affine(A, P.pen.a2).matrix()
     M = J.T @ _penalised_system(A, P.pen.a2) @ J
     with blas_single_thread():
         theta = J @ np.linalg.lstsq(M, J.T @ C, rcond=None)[0]

@@ -29,8 +29,6 @@ def _hessian(Xs: np.ndarray, w: np.ndarray, b: float, a2: float) -> np.ndarray:
     k = Xs.shape[1]
     H = logistic_hessian(Xs, w, b)
     H[np.arange(k), np.arange(k)] += 2.0 * a2
-    # A tiny ridge keeps coordinate descent defined on constant or flat columns.
-    H[np.diag_indices(k + 1)] += 1e-12 * max(float(np.trace(H)) / (k + 1), 1e-300)
     return H
 
 
@@ -107,7 +105,12 @@ def _model_minimiser(H, W, b, G, gb, a1: float, tol: float, max_sweeps: int):
     theta0 = np.append(W[:, 0], b[0])
     C = 0.5 * (J.T @ (H @ theta0 - np.append(G[:, 0], gb[0])))[:, None]
     Wn, cn = W.copy(), b - J[-1, :-1] @ W  # centred bias c = b + mu^T w (J[-1, :-1] = -mu)
-    kernels.cd_gram(0.5 * (J.T @ H @ J), C, Wn, cn, a1, 0.0, tol, max_sweeps)
+    Hc = J.T @ H @ J
+    # A tiny ridge keeps CD defined on constant or flat columns; relative to each column's own
+    # curvature (after centring), so a column of scale 1e-3 beside one of 1e4 keeps its step.
+    diag = np.diag(Hc).copy()
+    Hc[np.diag_indices_from(Hc)] += 1e-12 * diag + 1e-30 * max(float(diag.max()), 1e-270)
+    kernels.cd_gram(0.5 * Hc, C, Wn, cn, a1, 0.0, tol, max_sweeps)
     return Wn, cn + J[-1, :-1] @ Wn
 
 

@@ -71,6 +71,7 @@ def _model_step(P: Problem, H, W, b, G, gb, L: float, tol_inner: float, max_inne
 def prox_newton_hvp(P: Problem, W, b, *, sample: int | None = None,
                     max_inner: int = 200) -> FitResult:
     """Subsampled proximal Newton for any model, any reg (CPU objectives)."""
+    P.solver_name = "prox_newton"  # also for the results of newton and split_lbfgs below
     if not P.pen.a1:  # smooth F: the model's minimiser is the Newton step, which CG finds
         from .second_order import newton  # far better than FISTA when H is ill-conditioned
 

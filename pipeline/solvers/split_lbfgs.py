@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._problem import FitResult, Problem
-from .second_order import lbfgsb_verdict, problem_affine, run_lbfgsb
+from .second_order import lbfgsb_verdict, newton_polish, problem_affine, run_lbfgsb
 
 
 def split_lbfgs(P: Problem, W, b, *, memory: int = 10) -> FitResult:
@@ -54,5 +54,9 @@ def split_lbfgs(P: Problem, W, b, *, memory: int = 10) -> FitResult:
                         "separable")
     Wx, bx = parts(res.x)
     converged, criterion = lbfgsb_verdict(res, "subgradient")
-    return P.result("split_lbfgs", Wx, bx.copy(), int(res.nit), converged, criterion,
+    n_iter = int(res.nit)
+    if converged and residual_of(res) > P.tol:
+        Wx, bx, steps = newton_polish(P, A, Wx, bx)
+        n_iter += steps
+    return P.result("split_lbfgs", Wx, bx.copy(), n_iter, converged, criterion,
                     near_ok=True)
