@@ -353,3 +353,29 @@ def test_a_run_killed_hard_is_failed_by_the_next_cli_run(tmp_path, store, cli):
     dead = _client(store).get_run(left.info.run_id)
     assert dead.info.status == "FAILED"
     assert f"found by pid {proc.pid} on host {socket.gethostname()}" in dead.data.tags["error"]
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_dvc_train_stage_ends_its_run_killed(tmp_path, store):
+    from pipeline.compose import compose
+
+    (tmp_path / "params.yaml").write_text(compose([*LONG_FIT, f"tracking.uri={store}"]))
+    stage = [sys.executable, "-m", "pipeline.stages"]
+    prep = subprocess.run([*stage, "prepare"], cwd=tmp_path, env=cli_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert prep.returncode == 0, prep.stderr[-2000:]
+    proc = subprocess.Popen([*stage, "train"], cwd=tmp_path, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (runs_of(store) and _client(store).get_metric_history(
+            runs_of(store)[0].info.run_id, "objective")):
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"the stage never logged a step:\n{proc.communicate()[1][-2000:]}")
+        time.sleep(0.25)
+    err, took = _stop(proc, signal.SIGTERM)
+    (run,) = runs_of(store)
+    assert run.info.status == "KILLED" and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.strip()] == [
+        f"interrupted: run {run.info.run_id} ended KILLED"], err[-2000:]
+    assert proc.returncode == 128 + signal.SIGTERM and took < 20
