@@ -106,21 +106,14 @@ def _stat(pid: int) -> list[str] | None:
     return text[text.rfind(")") + 2:].split()  # the name (field 2) may hold spaces and ')'
 
 
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text().strip() if path.startswith("/proc") else ""
-    except OSError:
-        return ""
-
-
 def _pid_space() -> str:
-    """Boot id and pid namespace: where a recorded pid means this process table."""
+    """Boot id and pid namespace: where a recorded pid names an entry of this process table."""
     try:
         ns = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        ns = ""
-    boot = _read("/proc/sys/kernel/random/boot_id")
-    return f"{boot}/{ns}" if boot and ns else ""
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:  # not Linux: the pid (and host) alone
+        return ""
+    return f"{boot}/{ns}"
 
 
 def process_tags() -> dict[str, str]:
