@@ -2,8 +2,14 @@
 
 Thin on purpose: compose ``conf/`` -> ``config.load`` (typed, validated) -> ``run.run``.
 Importing ``pipeline.config`` registers the schemas before Hydra composes.
+
+Every user error ends the process with one ``error: ...`` line on stderr and exit code 2,
+before any MLflow run opens: a bad override as Hydra reports it (made one line), a config
+value, the data, the store. Ctrl-C and SIGTERM print one ``interrupted: ...`` line and exit
+130 / 143. Anything else is a bug and keeps its traceback.
 """
 
+import os
 import sys
 
 import hydra
@@ -11,18 +17,71 @@ from omegaconf import DictConfig
 
 from pipeline import config as cfgmod
 
+FULL_ERROR = "HYDRA_FULL_ERROR"
+
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    from pipeline import experiment, run
+
     try:
         config, runtime = cfgmod.load(cfg)
-    except cfgmod.ConfigError as err:  # the user's mistake: say what and how, no traceback
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    from pipeline import run
+        run.run(config, runtime)
+    except experiment.reported(interrupts=False) as err:  # Ctrl-C: see cli()
+        raise SystemExit(experiment.report(err)) from None
 
-    run.run(config, runtime)
+
+def hydra_line(err: BaseException) -> str:
+    """Hydra's report of a bad override (several lines, a search path) as one line.
+
+    Drops OmegaConf's ``full_key``/``*_type`` lines, the config search path, the grammar link
+    and the advice to append with ``+key=value`` (the schema rejects unknown keys either way).
+    """
+    cause = err.__cause__
+    lines = str(err).splitlines() + (str(cause).splitlines() if cause is not None else [])
+    parts: list[str] = []
+    for raw in lines:
+        line = raw.strip()
+        if line.startswith("Config search path"):
+            break
+        if not line or line.startswith(("full_key:", "reference_type", "object_type",
+                                        "To append to your config", "See https://")):
+            continue
+        if raw.startswith("\t") and parts and parts[-1].endswith(":"):
+            parts[-1] += f" {line}"
+        elif raw.startswith("\t") and parts and parts[-1].startswith("Available options"):
+            parts[-1] += f", {line}"
+        else:
+            parts.append(line)
+    return "error: " + "; ".join(parts)
+
+
+def cli() -> int:
+    """The console entry: signals, Hydra's own errors and interrupts as one line each."""
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    from pipeline import experiment, tracking
+
+    tracking.handle_signals()  # SIGTERM ends an open run KILLED, like Ctrl-C
+    before = os.environ.get(FULL_ERROR)
+    debugging = before == "1"  # the user asked for Hydra's tracebacks: keep them
+    os.environ[FULL_ERROR] = "1"  # Hydra raises instead of printing; we report below
+    try:
+        main()
+    except KeyboardInterrupt as err:
+        return experiment.report(err)
+    except (OverrideParseException, ConfigCompositionException) as err:
+        if debugging:
+            raise
+        print(hydra_line(err), file=sys.stderr)
+        return experiment.EXIT_USER_ERROR
+    finally:
+        if before is None:
+            os.environ.pop(FULL_ERROR, None)
+        else:
+            os.environ[FULL_ERROR] = before
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(cli())

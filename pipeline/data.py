@@ -10,6 +10,7 @@ as a ``DataError`` that names the column.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +22,7 @@ from pipeline.config import (
     FileDatasetConfig,
     SyntheticDatasetConfig,
 )
+from pipeline.validation import check_targets
 
 MAX_CLASSES = 100
 
@@ -73,58 +75,73 @@ class Dataset:
 
 
 # ----------------------------------------------------------------------------- checks
-def _check_nan(X: np.ndarray, y: np.ndarray, features: list[str], targets: list[str]) -> None:
-    bad = np.isnan(X).sum(axis=0)
-    for j in np.flatnonzero(bad):
-        raise DataError(f"column {features[j]!r} contains NaN ({bad[j]} rows); "
+def _check_finite(X: np.ndarray, y: np.ndarray, features: list[str],
+                  targets: list[str]) -> None:
+    """NaN or inf in a column: an error naming it (an inf column would otherwise have no
+    finite spread and be dropped as constant, silently)."""
+    for j in np.flatnonzero(~np.isfinite(X).all(axis=0)):
+        raise DataError(f"column {features[j]!r} contains {_what_is_not_finite(X[:, j])}; "
                         "drop or impute them first")
-    if y.dtype.kind == "f":
-        ybad = np.isnan(y.reshape(len(y), -1)).sum(axis=0)
-        for c in np.flatnonzero(ybad):
-            raise DataError(f"target column {targets[c]!r} contains NaN ({ybad[c]} rows)")
+    if y.dtype.kind in "fc":
+        Y = y.reshape(len(y), -1)
+        for c in np.flatnonzero(~np.isfinite(Y).all(axis=0)):
+            raise DataError(f"target column {targets[c]!r} contains "
+                            f"{_what_is_not_finite(Y[:, c])}; drop those rows first")
     elif y.dtype.kind == "O":
         import pandas as pd
 
         missing = pd.isna(y).reshape(len(y), -1).sum(axis=0)
         for c in np.flatnonzero(missing):
-            raise DataError(f"target column {targets[c]!r} contains NaN ({missing[c]} rows)")
+            raise DataError(f"target column {targets[c]!r} contains NaN ({missing[c]} rows); "
+                            "drop those rows first")
 
 
-def infer_task(y: np.ndarray, model: str, targets: list[str]) -> str:
-    """The task a file's target supports for ``model``, or a DataError saying why not."""
-    name = ", ".join(repr(t) for t in targets)
+def _what_is_not_finite(col: np.ndarray) -> str:
+    rows = np.flatnonzero(~np.isfinite(col))
+    kinds = [k for k, hit in (("NaN", np.isnan(col).any()), ("inf", np.isinf(col).any())) if hit]
+    return f"{' and '.join(kinds)} ({rows.size} rows, e.g. row {rows[0]})"
+
+
+def check_target(model: str, y: np.ndarray, name: str, targets: list[str],
+                 where: str = "") -> tuple[np.ndarray, np.ndarray | None]:
+    """``pipeline.validation.check_targets`` (the API's rule, the only copy) as a DataError
+    that names the target column(s): the API and the app accept the same targets."""
+    try:
+        return check_targets(model, y, len(y))
+    except (TypeError, ValueError) as err:
+        msg = re.sub(r"label column (\d+) of y",
+                     lambda m: f"label column {targets[int(m[1])]!r}", str(err))
+        cols = ", ".join(repr(t) for t in targets)
+        raise DataError(f"target {cols} of dataset={name}{where}: {msg}") from None
+
+
+def infer_task(model: str, classes: np.ndarray | None, targets: list[str]) -> str:
+    """The task of a file's target for ``model`` (its target already checked for ``model``)."""
     if model == "linear":
-        if y.dtype.kind not in "fiub":
-            raise DataError(f"target column {name} is not numeric (dtype {y.dtype}); "
-                            "model=linear needs numbers")
         return "regression"
     if model == "multilabel":
-        if y.ndim != 2 or not np.isin(y, (0, 1)).all():
-            raise DataError(f"model=multilabel needs several 0/1 target columns; {name} "
-                            "is not that")
         return "multilabel"
-    if y.ndim != 1:
-        raise DataError(f"model={model} needs one target column; got {len(targets)}: {name}")
-    if y.dtype.kind == "f" and not np.all(np.equal(np.mod(y, 1), 0)):
-        raise DataError(f"target column {name} looks continuous (non-integer values such as "
-                        f"{y[np.mod(y, 1) != 0][0]!r}); model={model} needs class labels")
-    n_classes = len(np.unique(y))
-    if n_classes > MAX_CLASSES:
-        raise DataError(f"target column {name} has {n_classes} distinct values; model={model} "
-                        f"needs class labels (at most {MAX_CLASSES} classes)")
-    return "binary" if n_classes <= 2 else "multiclass"
+    assert classes is not None
+    if len(classes) > MAX_CLASSES:
+        raise DataError(f"target column {', '.join(map(repr, targets))} has {len(classes)} "
+                        f"distinct values; model={model} needs class labels (at most "
+                        f"{MAX_CLASSES} classes)")
+    return "binary" if len(classes) <= 2 else "multiclass"
 
 
-def _check_classes(y: np.ndarray, model: str, name: str, target: str) -> np.ndarray:
-    """Class labels of ``y``: at least two, exactly two for logistic."""
-    classes = np.unique(y)
-    if len(classes) < 2:
-        raise DataError(f"target column {target!r} of dataset={name} has one class only "
-                        f"({classes[0]!r}); model={model} needs at least 2")
-    if model == "logistic" and len(classes) != 2:
-        raise DataError(f"target column {target!r} of dataset={name} has {len(classes)} classes; "
-                        "model=logistic needs exactly 2 (use model=softmax or model=ovr)")
-    return classes
+def _check_splits(parts: dict[str, np.ndarray], d: DatasetConfig) -> None:
+    """Every requested split gets rows, and training at least two: else a DataError (a model
+    fitted on one row, or scored on none, is not a result)."""
+    n = {k: len(v) for k, v in parts.items()}
+    need = {"train": 2, "val": 1 if d.val_size > 0 else 0, "test": 1}
+    short = [k for k in need if n[k] < need[k]]
+    if short:
+        rows = ", ".join(f"{k} {n[k]}" for k in need)
+        raise DataError(f"dataset={d.name} has {sum(n.values())} rows: too few for "
+                        f"dataset.val_size={d.val_size:g} and dataset.test_size="
+                        f"{d.test_size:g} (rows per split: {rows}; the {short[0]} split needs "
+                        f"at least {need[short[0]]}); add rows, or change dataset.val_size / "
+                        "dataset.test_size")
 
 
 # ----------------------------------------------------------------------------- split, scale
@@ -179,7 +196,11 @@ def _digest(X: np.ndarray, y: np.ndarray) -> str:
 
 
 def load(d: DatasetConfig, model: str, seed: int) -> Dataset:
-    """Load, check, split and standardise ``d`` for ``model``; raise DataError when it can't fit."""
+    """Load, check, split and standardise ``d`` for ``model``; raise DataError when it can't fit.
+
+    The targets pass the API's own check twice: whole (names what is wrong with the column)
+    and as the training split ``pipeline.fit`` will get (a label that is constant there).
+    """
     if isinstance(d, SyntheticDatasetConfig):
         source = sources.synthetic(d.task, d.n, d.k, d.n_outputs, d.noise, d.seed)
     elif isinstance(d, FileDatasetConfig):
@@ -187,27 +208,25 @@ def load(d: DatasetConfig, model: str, seed: int) -> Dataset:
     else:
         source = sources.bundled(d.name)
     X, y, features, targets, names = source
-    _check_nan(X, y, features, targets)
-    task = infer_task(y, model, targets) if d.task == "auto" else d.task
+    _check_finite(X, y, features, targets)
+    _, classes = check_target(model, y, d.name, targets)
+    task = infer_task(model, classes, targets) if d.task == "auto" else d.task
     if model not in MODELS_FOR_TASK[task]:
         what = (f" with {len(np.unique(y))} classes" if task in ("binary", "multiclass")
                 else "")
         raise DataError(f"model={model} cannot learn dataset={d.name}: target "
                         f"{', '.join(map(repr, targets))} makes it a {task} task{what}; "
                         f"allowed models: {', '.join(MODELS_FOR_TASK[task])}")
-    classes = None
     if task in ("binary", "multiclass"):
-        classes = _check_classes(y, model, d.name, targets[0])
+        assert classes is not None
         y_enc = np.searchsorted(classes, y).astype(np.int64)
-    elif task == "multilabel":
-        y_enc = y.astype(np.float64)
-        for c in np.flatnonzero(y_enc.min(axis=0) == y_enc.max(axis=0)):
-            raise DataError(f"label column {targets[c]!r} of dataset={d.name} is constant; "
-                            "each label needs both 0 and 1")
     else:
+        classes = None
         y_enc = y.astype(np.float64)
     parts = _split(len(X), y_enc, classes is not None, d.val_size, d.test_size, seed)
+    _check_splits(parts, d)
     tr = parts["train"]
+    check_target(model, y_enc[tr], d.name, targets, " (its training split)")
     scaler = fit_scaler(X[tr], y_enc[tr] if task == "regression" else None)
     Xs, ys, raw = {}, {}, {}
     for split, idx in parts.items():

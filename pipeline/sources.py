@@ -96,30 +96,74 @@ def synthetic(task: str, n: int, k: int, n_outputs: int, noise: float, seed: int
 
 def read_table(path_str: str, target: list[str], features: list[str] | None,
                error: type[Exception]) -> Raw:
-    """Columns of a CSV or Parquet file; every non-target column is a feature by default."""
+    """Columns of a CSV or Parquet file; every non-target column is a feature by default.
+
+    Whatever is wrong with the file (missing, a folder, unreadable, empty, damaged, a column
+    that is not there or not numeric) raises ``error`` naming ``dataset.path`` and the fix.
+    """
     import pandas as pd
 
-    path = Path(path_str).expanduser()
-    if not path.exists():
-        raise error(f"dataset.path={path_str!r}: no such file")
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
-    elif suffix in (".csv", ".txt"):
-        frame = pd.read_csv(path)
-    else:
-        raise error(f"dataset.path={path_str!r}: unknown file type {suffix!r}; "
-                    "allowed: .csv, .parquet")
+    frame = _read_frame(path_str, error)
+    where = f"dataset.path={path_str!r}"
+    if len(frame) == 0:
+        raise error(f"{where} holds no data rows (a header only); add rows")
+    columns = [str(c) for c in frame.columns]
     for col in list(target) + list(features or []):
         if col not in frame.columns:
-            raise error(f"column {col!r} (dataset.target/features) is not in {path.name}; "
-                        f"columns: {', '.join(map(str, frame.columns))}")
+            shown = ", ".join(repr(c[:40]) for c in columns[:20])
+            more = f" and {len(columns) - 20} more" if len(columns) > 20 else ""
+            raise error(f"column {col!r} (dataset.target/features) is not in "
+                        f"{Path(path_str).name}; its columns: {shown}{more}")
     names = list(features) if features else [c for c in frame.columns if c not in target]
+    both = [c for c in names if c in target]
+    if both:
+        raise error(f"column {both[0]!r} is both a target and a feature (dataset.features); "
+                    "a model must not see its target: drop it from dataset.features")
+    if not names:
+        raise error(f"{where} has no feature columns besides the target "
+                    f"{', '.join(map(repr, target))}")
     for c in names:
-        if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]):
-            if not pd.api.types.is_bool_dtype(frame[c]):
-                raise error(f"feature column {c!r} is not numeric (dtype {frame[c].dtype}); "
-                            "allowed: numeric columns")
+        if not pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(
+                frame[c]):
+            raise error(f"feature column {c!r} is not numeric (dtype {frame[c].dtype}); "
+                        "allowed: numeric columns (encode or drop it first)")
     X = frame[names].to_numpy(np.float64)
     y = frame[target[0]].to_numpy() if len(target) == 1 else frame[target].to_numpy()
     return X, y, [str(c) for c in names], [str(c) for c in target], None
+
+
+PARQUET, CSV = (".parquet", ".pq"), (".csv", ".txt")
+
+
+def _read_frame(path_str: str, error: type[Exception]):
+    """The user's file as a DataFrame, or ``error`` saying why it cannot be read."""
+    import pandas as pd
+
+    path = Path(path_str).expanduser()
+    where = f"dataset.path={path_str!r}"
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise error(f"{where}: no such file; give the path of a .csv or .parquet file "
+                    "(relative paths start at the current folder)")
+    if path.is_dir():
+        raise error(f"{where} is a folder; give the path of a .csv or .parquet file")
+    if suffix not in PARQUET + CSV:
+        raise error(f"{where}: unknown file type {suffix!r}; allowed: .csv, .parquet")
+    try:
+        with open(path, "rb") as fh:
+            empty = not fh.read(1)
+    except OSError as err:
+        raise error(f"{where} cannot be read ({err.strerror}); check the file's "
+                    "permissions") from None
+    if empty:
+        raise error(f"{where} is empty (0 bytes)")
+    kind = "Parquet" if suffix in PARQUET else "CSV"
+    try:
+        return pd.read_parquet(path) if suffix in PARQUET else pd.read_csv(path)
+    except MemoryError:
+        raise
+    except Exception as err:  # the parser's verdict on the user's bytes, whatever its class
+        why = " ".join(str(err).split())[:200] or type(err).__name__
+        raise error(f"{where} is not a readable {kind} file ({why}); check that it is not "
+                    f"damaged or truncated and that its extension matches its "
+                    f"content") from None

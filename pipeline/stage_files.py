@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 SPLITS = ("train", "val", "test")
+SCALER = ("keep", "mean", "scale", "y_mean", "y_scale")  # the fields of ``data.Scaler``
 
 
 def write_json(path: Path, obj: Any) -> Path:
@@ -89,7 +90,7 @@ def save_prepared(data: Any, out: Path) -> None:
         for kind, arrays in (("X", data.X), ("y", data.y), ("raw", data.raw)):
             _save(out / f"{kind}_{split}.npy", arrays[split])
     s = data.scaler
-    for name in ("keep", "mean", "scale", "y_mean", "y_scale"):
+    for name in SCALER:
         _save(out / f"scaler_{name}.npy", getattr(s, name))
     if data.classes is not None:
         _save(out / "classes.npy", data.classes)
@@ -101,14 +102,30 @@ def save_prepared(data: Any, out: Path) -> None:
         "n_features": int(data.X["train"].shape[1])})
 
 
+def _missing(folder: Path, err: Exception, stage: str) -> Exception:
+    """A ``DataError`` for a stage's input folder that is missing or damaged."""
+    from pipeline.data import DataError
+
+    what = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) else str(err)
+    return DataError(f"{folder}/ is missing or incomplete ({what}); run the {stage} stage "
+                     f"first: `python -m pipeline.stages {stage}` (or `dvc repro`)")
+
+
 def load_prepared(folder: Path) -> Any:
-    """The ``data.Dataset`` that ``save_prepared`` wrote."""
+    """The ``data.Dataset`` that ``save_prepared`` wrote (``DataError`` if it is not there)."""
     from pipeline import data as datamod
 
-    schema = json.loads((folder / "schema.json").read_text())
-    arr = {p.stem: np.load(p, allow_pickle=False) for p in folder.glob("*.npy")}
-    scaler = datamod.Scaler(**{k: arr[f"scaler_{k}"]
-                               for k in ("keep", "mean", "scale", "y_mean", "y_scale")})
+    try:
+        schema = json.loads((folder / "schema.json").read_text())
+        arr = {p.stem: np.load(p, allow_pickle=False) for p in folder.glob("*.npy")}
+    except (OSError, ValueError) as err:
+        raise _missing(folder, err, "prepare") from None
+    need = [f"scaler_{k}" for k in SCALER] + [f"{k}_{s}" for k in ("X", "y", "raw")
+                                              for s in SPLITS]
+    absent = [name for name in need if name not in arr]
+    if absent:
+        raise _missing(folder, ValueError(f"no {absent[0]}.npy"), "prepare")
+    scaler = datamod.Scaler(**{k: arr[f"scaler_{k}"] for k in SCALER})
     return datamod.Dataset(
         name=schema["name"], task=schema["task"], feature_names=schema["feature_names"],
         target_names=schema["target_names"], classes=arr.get("classes"),
@@ -137,7 +154,13 @@ def load_model(folder: Path) -> Any:
     """The ``FitResult`` (without its timing) that ``save_model`` wrote."""
     from pipeline import FitResult
 
-    fit: dict[str, Any] = json.loads((folder / "fit.json").read_text())
+    try:
+        fit: dict[str, Any] = json.loads((folder / "fit.json").read_text())
+        for name in ("W", "b", "history"):
+            if not (folder / f"{name}.npy").is_file():
+                raise ValueError(f"no {name}.npy")
+    except (OSError, ValueError) as err:
+        raise _missing(folder, err, "train") from None
     for k in ("objective", "loss", "penalty"):  # non-finite values are stored as null
         fit[k] = float("nan") if fit[k] is None else fit[k]
     classes = folder / "classes.npy"

@@ -52,12 +52,24 @@ STAGES = ("prepare", "train", "evaluate")
 
 # ----------------------------------------------------------------------------- params
 def load_params(path: Path = PARAMS) -> cfgmod.Config:
-    """``params.yaml`` (as composed from ``conf/``) -> the typed, validated ``Config``."""
+    """``params.yaml`` (as composed from ``conf/``) -> the typed, validated ``Config``.
+
+    A missing or unparsable file is a ``ConfigError`` naming it and the fix (the stage's one
+    line), like a wrong value inside it.
+    """
+    import yaml
     from omegaconf import DictConfig, OmegaConf
 
-    cfg = OmegaConf.load(path)
+    fix = "compose it from conf/ with `python -m pipeline.compose [overrides]`"
+    try:
+        cfg = OmegaConf.load(path)
+    except FileNotFoundError:
+        raise cfgmod.ConfigError(f"{path}: no such file; {fix}") from None
+    except (OSError, UnicodeError, yaml.YAMLError) as err:
+        why = " ".join(str(err).split())
+        raise cfgmod.ConfigError(f"{path} cannot be read as YAML ({why}); {fix}") from None
     if not isinstance(cfg, DictConfig):
-        raise cfgmod.ConfigError(f"{path} holds no mapping of parameters")
+        raise cfgmod.ConfigError(f"{path} holds no mapping of parameters; {fix}")
     return cfgmod.load(cfg)[0]
 
 
@@ -104,23 +116,6 @@ def lineage_tags(stage: str) -> dict[str, str]:
     return tags
 
 
-def _tracker(uri: str, config: cfgmod.Config, name: str, tags: dict[str, str],
-             resume: str | None = None) -> Any:
-    """A ``tracking.Tracker`` that also keeps every per-step row (for the history plot)."""
-    from pipeline import tracking
-
-    class StageTracker(tracking.Tracker):
-        rows: list[tuple[int, dict[str, float]]] = []
-
-        def add_step(self, step: int, values: dict[str, float]) -> None:
-            self.rows.append((step, dict(values)))
-            super().add_step(step, values)
-
-    tr = StageTracker(uri, config.tracking.experiment, name, tags, resume_run_id=resume)
-    tr.rows = []
-    return tr
-
-
 # ----------------------------------------------------------------------------- stages
 def prepare(params: Path = PARAMS) -> None:
     """Load, check, split and standardise the dataset; write ``data/prepared/``."""
@@ -135,37 +130,23 @@ def prepare(params: Path = PARAMS) -> None:
 
 def train(params: Path = PARAMS) -> str:
     """Fit on ``data/prepared``; write ``models/`` and the history plot; log to a new run."""
-    from pipeline import run as runmod
-    from pipeline import tracking
+    from pipeline import experiment, tracking
 
     config = load_params(params)
     tracking.preload()
     data = load_prepared(PREPARED)
-    uri = tracking.resolve_uri(config.tracking.uri)
+    uri = experiment.check_store(config)  # the last check: after it, a run opens
     name = config.run_name or f"{config.model.name}-{config.reg.name}-{data.name}"
-    tags = {"dataset.name": data.name, "dataset.digest": data.digest, "task": data.task,
-            "dvc.stages": "train", **lineage_tags("train")}
-    with _tracker(uri, config, name, tags) as tr:
-        tr.log_params(cfgmod.flatten(config))
-        tr.log_text(cfgmod.to_yaml(config), "config.yaml")
+    tags = {**experiment.data_tags(data), "dvc.stages": "train", **lineage_tags("train")}
+    with experiment.opened(uri, config, name, tags) as tr:
         show = config.tracking.progress and sys.stderr.isatty()
-        progress = runmod.Progress(tr, data, config.solver.max_iter, show)
-        try:
-            result = runmod._fit(config, data, progress)
-        finally:
-            progress.close()
-        if progress.steps == 0:  # a direct solver (closed form): log its one value
-            for i, f in enumerate(result.history or [result.objective]):
-                tr.add_step(i, {"objective": f})
+        result = experiment.log_fit(tr, config, data, show)
         save_model(result, MODELS)
         _write_history(tr.rows)
         model_digest = digest(MODELS)
-        tr.log_metrics(runmod._solver_facts(result, config.reg.lam, config.reg.name))
-        tr.set_tags({"solver.actual": str(result.solver), "criterion": str(result.criterion),
-                     "converged": str(bool(result.converged)).lower(),
-                     "models.digest": model_digest})
-        if config.tracking.log_model:
-            _log_model(tr, data, result)
+        tr.set_tags({"models.digest": model_digest})
+        with tempfile.TemporaryDirectory(prefix="pipeline-train-") as tmp:
+            experiment.log_model(tr, config, data, result, Path(tmp))
         write_json(HANDOFF, {"run_id": tr.run_id, "uri": uri, "models_digest": model_digest})
     print(f"train: {result.solver}, {result.n_iter} steps, F={result.objective:.6g}, "
           f"{result.time_s:.3g} s -> {MODELS}/; mlflow run {tr.run_id}")
@@ -182,27 +163,6 @@ def _write_history(rows: list[tuple[int, dict[str, float]]]) -> None:
     write_csv(TRAIN_PLOTS / "history.csv", cols)
 
 
-def _log_model(tr: Any, data: Any, result: Any) -> None:
-    """The weights/scaler ``.npz`` and the numpy-only pyfunc (files outside hashed outputs)."""
-    import pandas as pd
-
-    from pipeline import data as datamod
-    from pipeline import predict, tracking
-
-    with tempfile.TemporaryDirectory(prefix="pipeline-train-") as tmp:
-        npz = tracking.save_model_npz(Path(tmp) / "model.npz", data.task, result.W, result.b,
-                                      data.scaler, data.classes, data.feature_names,
-                                      data.target_names)
-        tr.log_artifacts([npz])
-        X_ex = pd.DataFrame(data.raw["test"][:5], columns=data.feature_names)
-        y_ex = None
-        if len(data.y["test"]):
-            y_ex = datamod.decode_targets(data, predict(result, data.X["test"][:5]))
-            if y_ex.ndim == 2:
-                y_ex = pd.DataFrame(y_ex, columns=data.target_names)
-        tr.set_tags({"model_uri": tr.log_model(npz, X_ex, y_ex)})
-
-
 def _train_run(uri: str, model_digest: str) -> str | None:
     """The run that trained these weights: the handed-over id, else a search by digest."""
     from pipeline import tracking
@@ -217,33 +177,35 @@ def _train_run(uri: str, model_digest: str) -> str | None:
 
 def evaluate(params: Path = PARAMS) -> str:
     """Score ``models/`` on every split; write metrics and plot data; log into the train run."""
-    from pipeline import run as runmod
-    from pipeline import tracking
+    from pipeline import experiment, tracking
 
     config = load_params(params)
     tracking.preload()
     data, result = load_prepared(PREPARED), load_model(MODELS)
-    final, test = runmod.evaluate(result, data)
-    facts = runmod._solver_facts(result, result.lam, result.reg)  # from fit.json
+    uri = experiment.check_store(config)
+    final, test = experiment.evaluate(result, data)
+    facts = experiment.solver_facts(result, result.reg)  # from fit.json
     facts.pop("fit_time_s", None)  # a timing: never in a hashed output
     write_json(METRICS, {**final, **facts})
     _write_eval_plots(data, test)
-    uri = tracking.resolve_uri(config.tracking.uri)
     model_digest = digest(MODELS)
     run_id = _train_run(uri, model_digest)
     tags = lineage_tags("evaluate")
     name = config.run_name or f"{result.model}-{result.reg}-{data.name}"
     if run_id is None:  # weights not trained by a tracked run (e.g. restored): a run of its own
-        tags.update({"dataset.name": data.name, "dataset.digest": data.digest,
-                     "task": data.task, "models.digest": model_digest})
-    with _tracker(uri, config, name, tags, resume=run_id) as tr:
+        tags.update({**experiment.data_tags(data), "models.digest": model_digest})
+    with experiment.opened(uri, config, name, tags, resume_run_id=run_id) as tr:
         if run_id is None:
             tr.log_params(cfgmod.flatten(config))
         done = (tracking.run_tags(uri, run_id) or {}).get("dvc.stages", "") if run_id else ""
         stages = [s for s in done.split(",") if s]
         tr.set_tags({"dvc.stages": ",".join(stages + ["evaluate"] * ("evaluate" not in stages))})
-        tr.log_metrics({**final, **facts})
-        _log_eval_artifacts(tr, config, data, result, test)
+        tr.log_artifacts([METRICS], "dvc")
+        tr.log_artifacts(sorted(EVAL_PLOTS.glob("*.csv")) + [TRAIN_PLOTS / "history.csv"],
+                         "dvc/plots")
+        with tempfile.TemporaryDirectory(prefix="pipeline-evaluate-") as tmp:
+            experiment.log_evaluation(tr, config, data, result, {**final, **facts}, test,
+                                      Path(tmp))
     print("evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()
                                     if k.startswith("test_"))
           + f" -> {METRICS}; mlflow run {tr.run_id}")
@@ -289,35 +251,13 @@ def _write_eval_plots(data: Any, test: dict[str, Any]) -> None:
     write_csv(EVAL_PLOTS / "predicted_vs_true.csv", pvt)
 
 
-def _log_eval_artifacts(tr: Any, config: cfgmod.Config, data: Any, result: Any,
-                        test: dict[str, Any]) -> None:
-    """The DVC files, the PNG figures and the test predictions (PNGs are not hashed)."""
-    from pipeline import data as datamod
-    from pipeline import plots
-
-    tr.log_artifacts([METRICS], "dvc")
-    tr.log_artifacts(sorted(EVAL_PLOTS.glob("*.csv")) + [TRAIN_PLOTS / "history.csv"],
-                     "dvc/plots")
-    with tempfile.TemporaryDirectory(prefix="pipeline-evaluate-") as tmp:
-        out = Path(tmp)
-        if config.tracking.log_plots:
-            y_t, p_t = data.y["test"], test.get("pred", np.zeros(0))
-            if data.task == "regression":
-                y_t, p_t = data.y_original("test"), datamod.decode_targets(data, p_t)
-            figs = plots.make_all(data.task, list(result.history), result.W,
-                                  [data.feature_names[j] for j in data.scaler.keep],
-                                  y_t, p_t, test.get("proba"), data.class_names, out / "plots")
-            tr.log_artifacts(figs, "plots")
-        if test:
-            pred = out / "test_predictions.npz"
-            np.savez(pred, X_raw=data.raw["test"], y_true=data.y_original("test"),
-                     y_pred=datamod.decode_targets(data, test["pred"]))
-            tr.log_artifacts([pred])
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Run one stage; a user error prints one ``error:`` line and exits 2 (no traceback)."""
     import argparse
 
+    from pipeline import experiment, tracking
+
+    tracking.handle_signals()  # SIGTERM ends an open run KILLED, like Ctrl-C
     parser = argparse.ArgumentParser(prog="python -m pipeline.stages",
                                      description="One stage of dvc.yaml, reading params.yaml.")
     parser.add_argument("stage", choices=STAGES)
@@ -325,9 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         {"prepare": prepare, "train": train, "evaluate": evaluate}[args.stage](args.params)
-    except cfgmod.ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except experiment.reported() as err:
+        return experiment.report(err)
     return 0
 
 

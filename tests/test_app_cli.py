@@ -6,8 +6,6 @@ Each process costs seconds, so these are few; the sweeps, the server and Ctrl-C 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -88,7 +86,7 @@ BAD = [
 @pytest.mark.parametrize("args, words", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_input_fails_at_start_with_its_message_and_no_run(cli, store, args, words):
     res = cli(*args, f"tracking.uri={store}")
-    assert res.returncode != 0
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     for w in words:
         assert w in res.stderr, (w, res.stderr[-2000:])
     assert not [r for r in runs_of(store) if r.info.status == "RUNNING"]
@@ -112,7 +110,7 @@ def test_bad_data_in_a_user_file_names_the_column(cli, store, tmp_path, column, 
     frame.to_parquet(tmp_path / "d.parquet")
     res = cli("dataset=file", f"dataset.path={tmp_path / 'd.parquet'}",
               f"dataset.target=[{target}]", f"model={model}", f"tracking.uri={store}")
-    assert res.returncode != 0
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     for w in words:
         assert w in res.stderr, (w, res.stderr[-2000:])
     assert runs_of(store) == []
@@ -202,35 +200,5 @@ def test_mlflow_server_lists_runs_and_metric_histories(cli, store, tmp_path):
         server.wait(timeout=30)
 
 
-@pytest.mark.slow
-def test_ctrl_c_ends_the_run_killed(tmp_path, store):
-    from mlflow.tracking import MlflowClient
-
-    args = [sys.executable, "-m", "pipeline", "dataset=synth_binary", "dataset.n=20000",
-            "dataset.k=50", "model=logistic", "reg=l1", "solver=sgd", "solver.max_iter=1000000",
-            # Plain SGD with a decaying step never lands on an exact fixed point (gd with
-            # tol=1e-300 can, and then the run ends before the signal arrives).
-            "solver.variance_reduction=false", "solver.batch_size=4", "solver.tol=1e-300",
-            f"tracking.uri={store}", "tracking.progress=false"]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    client = MlflowClient(store)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            runs = runs_of(store)
-            if runs and client.get_metric_history(runs[0].info.run_id, "objective"):
-                break
-            if proc.poll() is not None:
-                pytest.fail(f"the run ended before the signal:\n{proc.stderr.read()[-2000:]}")
-            time.sleep(0.5)
-        else:
-            pytest.fail("the run never started logging")
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-    assert proc.returncode != 0
-    (run,) = runs_of(store)
-    assert run.info.status == "KILLED"
+# Ctrl-C and SIGTERM during a fit (the run ends KILLED, one line, exit 130 / 143):
+# tests/test_run_status.py, for the CLI, a sweep and the DVC train stage.

@@ -108,20 +108,52 @@ def test_user_files_with_named_targets(tmp_path, kind):
     (lambda f: f.assign(y=f.a * 1.5), ["y"], "logistic", ["'y'", "continuous", "logistic"]),
     (lambda f: f.assign(y=1), ["y"], "softmax", ["'y'", "one class"]),
     (lambda f: f.assign(y=np.arange(len(f)) % 3), ["y"], "logistic",
-     ["'y'", "3 classes", "softmax"]),
+     ["'y'", "exactly 2 classes", "softmax"]),
     (lambda f: f.assign(y=1, b=np.where(f.a > 1, np.nan, f.b)), ["y"], "linear",
      ["'b'", "NaN"]),
     (lambda f: f.assign(y=f.a), ["nope"], "linear", ["'nope'", "columns"]),
     (lambda f: f.assign(y=f.a, s="x"), ["y"], "linear", ["'s'", "not numeric"]),
+    # inf is named, never dropped as a constant column
+    (lambda f: f.assign(y=f.a, b=np.where(f.a > 1, np.inf, f.b)), ["y"], "linear",
+     ["'b'", "inf"]),
+    (lambda f: f.assign(y=np.where(f.a > 1, -np.inf, f.a)), ["y"], "linear", ["'y'", "inf"]),
+    (lambda f: f.assign(y=f.a, c=f.b), ["y"], "linear", ["'y'", "target and a feature"]),
+    (lambda f: f.head(3).assign(y=f.a.head(3)), ["y"], "linear", ["3 rows", "too few"]),
 ])
 def test_data_that_cannot_fit_gets_a_message_naming_the_column(tmp_path, make, target, model,
                                                                 words):
     frame = pd.DataFrame(np.random.default_rng(1).standard_normal((60, 2)), columns=["a", "b"])
     path = _file(tmp_path, make(frame))
+    features = ["b", "y"] if "target and a feature" in words else None
     with pytest.raises(data.DataError) as err:
-        data.load(cfgmod.FileDatasetConfig(name="f", path=path, target=target), model, 0)
+        data.load(cfgmod.FileDatasetConfig(name="f", path=path, target=target,
+                                           features=features), model, 0)
     for w in words:
         assert w in str(err.value), (w, str(err.value))
+
+
+def test_a_label_constant_on_the_training_split_only_is_rejected_like_the_api_does(tmp_path):
+    """The API's rule (validation.check_targets) on the split fit will get, before any run."""
+    from pipeline import fit
+
+    frame = pd.DataFrame(np.random.default_rng(2).standard_normal((100, 2)), columns=["a", "b"])
+    frame["t1"] = (frame.a > 0).astype(int)
+    frame["t2"] = 0
+    frame.loc[np.argmax(frame.b.to_numpy()), "t2"] = 1  # one positive: it can't be in train
+    cfg = cfgmod.FileDatasetConfig(name="f", path=_file(tmp_path, frame), target=["t1", "t2"])
+    d = None
+    for seed in range(20):  # a seed whose split leaves the one positive out of training
+        try:
+            d = data.load(cfg, "multilabel", seed)
+        except data.DataError as err:
+            assert "'t2'" in str(err) and "training split" in str(err) and "constant" in str(err)
+            break
+    else:
+        pytest.fail("no seed put the single positive of t2 outside the training split")
+    assert d is None or d.y["train"][:, 1].max() == 1
+    with pytest.raises(ValueError, match="constant"):  # the API says the same of such a y
+        fit(frame[["a", "b"]].to_numpy()[:50], np.column_stack([frame.t1[:50], np.zeros(50)]),
+            model="multilabel")
 
 
 def test_metrics_equal_scikit_learns():

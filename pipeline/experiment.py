@@ -1,0 +1,300 @@
+"""The one orchestration core of a run: what is checked before it opens and what it logs.
+
+Both entry points call it: ``pipeline.run`` (the Hydra app, one process does everything) and
+``pipeline.stages`` (DVC: train and evaluate are two processes that share one MLflow run).
+Why one core: the two copies this replaced had drifted (the DVC path lost the ``warnings``
+tag and the guard that stores object labels as strings). The entry points keep only what
+differs: where the parameters come from, where files go, DVC's hashed outputs and the hand-off
+of the run between train and evaluate.
+
+What a run logs, in order: params and ``config.yaml``; per-step ``objective``/``data_loss``
+(and the validation score when the core passes W, b), or the one value of a direct solver;
+solver facts (``final_objective``, ``n_iter``, ...) and the tags ``solver.actual``,
+``criterion``, ``converged``, ``warnings``; ``<split>_<metric>`` scores; plots; the weights
+``.npz``, the test predictions and the numpy-only pyfunc model.
+
+User errors end the process before any run opens (``check_store`` is the last check);
+``report`` turns them, and Ctrl-C or SIGTERM, into the one line and exit code the mains use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import config as cfgmod
+from pipeline import data as datamod
+from pipeline import metrics, plots, tracking
+
+SPLITS = ("train", "val", "test")
+EXIT_USER_ERROR = 2  # argparse's code for a bad command line; ours for any bad input
+EXIT_FIT_FAILED = 1  # the run opened and its fit failed (diverged): it ended FAILED
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + signal number, as shells report them
+
+
+# ----------------------------------------------------------------------------- the fit
+class Progress:
+    """The fit callback: drives the tqdm bar and buffers per-step metrics for batched logging.
+
+    The core calls ``progress(step, objective, loss)``; when it also passes the current
+    ``W, b`` the validation score of that step is computed and logged too.
+    """
+
+    def __init__(self, tracker: Any, data: datamod.Dataset, total: int, show: bool):
+        from tqdm.auto import tqdm
+
+        self.tracker, self.data = tracker, data
+        self.val_name = metrics.STEP_METRIC[data.task]
+        self.bar = tqdm(total=total, desc="fit", unit="step", disable=not show, file=sys.stderr,
+                        dynamic_ncols=True, leave=False)
+        self.steps = 0
+        self._last_post = 0.0
+
+    def __call__(self, step: int, objective: float, loss: float, *rest: Any) -> None:
+        values = {"objective": objective, "data_loss": loss}
+        if len(rest) >= 2 and len(self.data.y["val"]):
+            W, b = np.asarray(rest[0]), np.asarray(rest[1])
+            Z = self.data.X["val"] @ W.reshape(W.shape[0], -1) + b.reshape(-1)
+            values[f"step_val_{self.val_name}"] = metrics.val_score(
+                self.data.task, self.data.y["val"], Z)
+        self.tracker.add_step(int(step), values)
+        self.steps += 1
+        self.bar.update(1)
+        now = time.monotonic()
+        if now - self._last_post > 0.1:
+            self.bar.set_postfix_str(f"F={objective:.6g}", refresh=False)
+            self._last_post = now
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def fit(config: cfgmod.Config, data: datamod.Dataset, callback: Any) -> Any:
+    """``pipeline.fit`` on the training split with the configured model, penalty and solver."""
+    from pipeline import fit as core_fit
+    from pipeline.solvers.registry import IgnoredParameterWarning
+
+    if config.backend.threads is not None:
+        import numba
+
+        most = int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))
+        numba.set_num_threads(min(config.backend.threads, most))
+    with warnings.catch_warnings():  # config.load warned already, naming the config keys
+        warnings.simplefilter("ignore", IgnoredParameterWarning)
+        return core_fit(data.X["train"], data.y["train"], model=config.model.name,
+                        reg=config.reg.name, lam=config.reg.lam, l1_ratio=config.reg.l1_ratio,
+                        solver=config.solver.name, tol=config.solver.tol,
+                        max_iter=config.solver.max_iter, seed=config.seed,
+                        dtype=config.backend.dtype, backend=config.backend.name,
+                        callback=callback, **cfgmod.solver_options(config.solver))
+
+
+def evaluate(result: Any, data: datamod.Dataset) -> tuple[dict[str, float], dict[str, Any]]:
+    """Metrics ``<split>_<name>`` on every split, and the core's test predictions/probas."""
+    from pipeline import predict, predict_proba
+
+    out: dict[str, float] = {}
+    test: dict[str, Any] = {}
+    for split in SPLITS:
+        X, y = data.X[split], data.y[split]
+        if len(y) == 0:
+            continue
+        pred = predict(result, X)
+        proba = None if data.task in ("regression", "multilabel") else predict_proba(result, X)
+        if data.task == "regression":
+            scores = metrics.score("regression", data.y_original(split),
+                                   datamod.decode_targets(data, pred))
+        else:
+            scores = metrics.score(data.task, y, pred, proba)
+        out.update({f"{split}_{k}": v for k, v in scores.items()})
+        if split == "test":
+            test = {"pred": pred, "proba": proba}
+    return out, test
+
+
+def solver_facts(result: Any, reg: str) -> dict[str, float]:
+    """What the solver did, as metrics (``fit_time_s`` is the one that differs per run)."""
+    facts = {"final_objective": result.objective, "final_data_loss": result.loss,
+             "final_penalty": result.penalty, "n_iter": result.n_iter,
+             "n_passes": result.n_passes, "fit_time_s": result.time_s,
+             "converged": float(bool(result.converged)), "n_weights": int(np.size(result.W))}
+    if reg in ("l1", "elasticnet"):
+        facts["nonzero_weights"] = metrics.nonzero_weights(result.W)
+    return facts
+
+
+# ----------------------------------------------------------------------------- the run
+def check_store(config: cfgmod.Config) -> str:
+    """The tracking URI, after checking the store can take a run (the last check before one
+    opens: an unwritable store or an unreachable server is a user error, not a FAILED run)."""
+    uri = tracking.resolve_uri(config.tracking.uri)
+    tracking.check_store(uri)
+    return uri
+
+
+def data_tags(data: datamod.Dataset) -> dict[str, str]:
+    return {"dataset.name": data.name, "dataset.digest": data.digest, "task": data.task}
+
+
+class RunTracker(tracking.Tracker):
+    """A ``tracking.Tracker`` that also keeps every per-step row (DVC's history plot)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.rows: list[tuple[int, dict[str, float]]] = []
+
+    def add_step(self, step: int, values: dict[str, float]) -> None:
+        self.rows.append((step, dict(values)))
+        super().add_step(step, values)
+
+
+@contextlib.contextmanager
+def opened(uri: str, config: cfgmod.Config, name: str, tags: dict[str, str],
+           parent_run_id: str | None = None,
+           resume_run_id: str | None = None) -> Iterator[RunTracker]:
+    """The run, ended with its true status; an interrupt carries the run's id to ``report``."""
+    tr = RunTracker(uri, config.tracking.experiment, name, tags, parent_run_id=parent_run_id,
+                    resume_run_id=resume_run_id)
+    try:
+        with tr:
+            yield tr
+    except KeyboardInterrupt as err:  # includes SIGTERM (tracking.RunInterrupted)
+        if tr.run_id and not getattr(err, "run_id", None):
+            err.run_id = tr.run_id  # type: ignore[attr-defined]
+        raise
+
+
+def log_fit(tr: Any, config: cfgmod.Config, data: datamod.Dataset, show: bool,
+            config_yaml: str = "") -> Any:
+    """Params, ``config.yaml``, the fit with its per-step metrics, solver facts and tags."""
+    tr.log_params(cfgmod.flatten(config))
+    tr.log_text(config_yaml or cfgmod.to_yaml(config), "config.yaml")
+    progress = Progress(tr, data, config.solver.max_iter, show)
+    try:
+        result = fit(config, data, progress)
+    finally:
+        progress.close()
+    if progress.steps == 0:  # a direct solver (closed form): log its one value
+        for i, f in enumerate(result.history or [result.objective]):
+            tr.add_step(i, {"objective": f})
+    tr.log_metrics(solver_facts(result, config.reg.name))
+    tr.set_tags({"solver.actual": str(result.solver), "criterion": str(result.criterion),
+                 "converged": str(bool(result.converged)).lower(),
+                 "warnings": " | ".join(map(str, result.warnings))[:5000]})
+    return result
+
+
+def log_evaluation(tr: Any, config: cfgmod.Config, data: datamod.Dataset, result: Any,
+                   scores: dict[str, float], test: dict[str, Any], folder: Path) -> None:
+    """The scores, the plots (PNG) and the test predictions (files written under ``folder``)."""
+    tr.log_metrics(scores)
+    if config.tracking.log_plots:
+        y_t, p_t = data.y["test"], test.get("pred", np.zeros(0))
+        if data.task == "regression":
+            y_t, p_t = data.y_original("test"), datamod.decode_targets(data, p_t)
+        figs = plots.make_all(data.task, list(result.history), result.W,
+                              [data.feature_names[j] for j in data.scaler.keep],
+                              y_t, p_t, test.get("proba"), data.class_names, folder / "plots")
+        tr.log_artifacts(figs, "plots")
+    if test:  # what the pipeline predicted on the test split, for checks of the served model
+        pred = folder / "test_predictions.npz"
+        np.savez(pred, X_raw=data.raw["test"], y_true=_plain(data.y_original("test")),
+                 y_pred=_plain(datamod.decode_targets(data, test["pred"])))
+        tr.log_artifacts([pred])
+
+
+def log_model(tr: Any, config: cfgmod.Config, data: datamod.Dataset, result: Any,
+              folder: Path) -> Path:
+    """The weights/scaler ``model.npz`` (written under ``folder``) and the numpy-only pyfunc."""
+    npz = tracking.save_model_npz(folder / "model.npz", data.task, result.W, result.b,
+                                  data.scaler, data.classes, data.feature_names,
+                                  data.target_names)
+    tr.log_artifacts([npz])
+    if config.tracking.log_model:
+        import pandas as pd
+
+        from pipeline import predict
+
+        X_ex = pd.DataFrame(data.raw["test"][:5], columns=data.feature_names)
+        y_ex = None
+        if len(data.y["test"]):
+            y_ex = datamod.decode_targets(data, predict(result, data.X["test"][:5]))
+            if y_ex.ndim == 2:
+                y_ex = pd.DataFrame(y_ex, columns=data.target_names)
+        tr.set_tags({"model_uri": tr.log_model(npz, X_ex, y_ex)})
+    return npz
+
+
+def _plain(a: np.ndarray) -> np.ndarray:
+    """Object labels as strings, so the ``.npz`` needs no pickle."""
+    return a.astype(str) if a.dtype.kind == "O" else a
+
+
+# ----------------------------------------------------------------------------- the mains
+def user_errors() -> tuple[type[BaseException], ...]:
+    """What a user's input can raise: reported in one line, never with a traceback.
+
+    OSError is here for the user's files and folders (an output folder that cannot be
+    written, a file removed while reading); the data loaders turn the usual cases into a
+    ``DataError`` that names the file and the fix first.
+    """
+    return (cfgmod.ConfigError, datamod.DataError, tracking.StoreError, OSError)
+
+
+def one_line(err: BaseException) -> str:
+    """``error: <message>`` on one line (numpy and pandas messages may span several)."""
+    text = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    if isinstance(err, OSError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        text = f"{err.strerror}{where}"
+    return f"error: {text or type(err).__name__}"
+
+
+def interrupted(err: BaseException) -> int:
+    """Print the one line for Ctrl-C / SIGTERM; return the shell's exit code for it."""
+    import signal
+
+    run_id = getattr(err, "run_id", None)
+    last = tracking.last_run()
+    status = last[1] if last and last[0] == run_id else "KILLED"
+    print(f"interrupted: run {run_id} ended {status}" if run_id
+          else "interrupted before a run started", file=sys.stderr)
+    signum = getattr(err, "signum", signal.SIGINT)
+    return EXIT_SIGTERM if signum == signal.SIGTERM else EXIT_SIGINT
+
+
+def fit_errors() -> tuple[type[BaseException], ...]:
+    """What a fit raises on the user's data or settings once the run is open (a divergence):
+    one line too, and the run ends FAILED with the error logged."""
+    from pipeline.solvers._problem import NonFiniteError
+
+    return (NonFiniteError,)
+
+
+def reported(interrupts: bool = True) -> tuple[type[BaseException], ...]:
+    """Everything ``report`` turns into one line: the ``except`` clause of the mains."""
+    return (*user_errors(), *fit_errors(), *((KeyboardInterrupt,) if interrupts else ()))
+
+
+def report(err: BaseException) -> int:
+    """The one line and exit code for a user error, a failed fit or an interrupt.
+
+    2: the input was rejected before any run opened; 1: the fit failed in an open run (it
+    ended FAILED); 130 / 143: Ctrl-C / SIGTERM.
+    """
+    if isinstance(err, KeyboardInterrupt):
+        return interrupted(err)
+    if isinstance(err, fit_errors()):
+        last = tracking.last_run()
+        print(one_line(err) + (f" (run {last[0]} ended {last[1]})" if last else ""),
+              file=sys.stderr)
+        return EXIT_FIT_FAILED
+    print(one_line(err), file=sys.stderr)
+    return EXIT_USER_ERROR
