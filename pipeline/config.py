@@ -213,6 +213,7 @@ def validate(config: Config) -> None:
     _allowed("solver.name", s.name, SOLVERS)
     _allowed("dataset.source", d.source, SOURCES)
     _all_finite(config)
+    _range("seed", config.seed, 0)  # numpy's generators take no negative seed
     _range("reg.lam", r.lam, 0.0)
     _range("reg.l1_ratio", r.l1_ratio, 0.0, 1.0)
     for f in dataclasses.fields(s):  # the registry's own checks: the API accepts the same
@@ -242,6 +243,7 @@ def validate(config: Config) -> None:
         _range("dataset.k", d.k, 1)
         _range("dataset.n_outputs", d.n_outputs, 1)
         _range("dataset.noise", d.noise, 0.0)
+        _range("dataset.seed", d.seed, 0)
         if d.task in ("binary",) and d.n_outputs != 1:
             raise ConfigError(f"dataset.n_outputs={d.n_outputs} for a binary task; allowed: 1")
         if d.task == "multiclass" and d.n_outputs < 2:
