@@ -75,6 +75,12 @@ def cli() -> int:
             raise
         print(hydra_line(err), file=sys.stderr)
         return experiment.EXIT_USER_ERROR
+    except OSError as err:  # Hydra cannot create its output folder (hydra.run.dir=...)
+        if debugging:
+            raise
+        print(f"{experiment.one_line(err)} (Hydra's output folder: run from a writable folder "
+              "or set hydra.run.dir=... / hydra.sweep.dir=...)", file=sys.stderr)
+        return experiment.EXIT_USER_ERROR
     finally:
         if before is None:
             os.environ.pop(FULL_ERROR, None)

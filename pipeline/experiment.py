@@ -35,7 +35,7 @@ from pipeline import metrics, plots, tracking
 
 SPLITS = ("train", "val", "test")
 EXIT_USER_ERROR = 2  # argparse's code for a bad command line; ours for any bad input
-EXIT_FIT_FAILED = 1  # the run opened and its fit failed (diverged): it ended FAILED
+EXIT_RUN_FAILED = 1  # the run opened, then failed (a fit that diverged): it ended FAILED
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + signal number, as shells report them
 
 
@@ -165,7 +165,7 @@ def opened(uri: str, config: cfgmod.Config, name: str, tags: dict[str, str],
     try:
         with tr:
             yield tr
-    except KeyboardInterrupt as err:  # includes SIGTERM (tracking.RunInterrupted)
+    except BaseException as err:  # Ctrl-C, SIGTERM (tracking.RunInterrupted) or an error
         if tr.run_id and not getattr(err, "run_id", None):
             err.run_id = tr.run_id  # type: ignore[attr-defined]
         raise
@@ -284,17 +284,19 @@ def reported(interrupts: bool = True) -> tuple[type[BaseException], ...]:
 
 
 def report(err: BaseException) -> int:
-    """The one line and exit code for a user error, a failed fit or an interrupt.
+    """The one line and exit code for a user error, a failed run or an interrupt.
 
-    2: the input was rejected before any run opened; 1: the fit failed in an open run (it
-    ended FAILED); 130 / 143: Ctrl-C / SIGTERM.
+    2: the input was rejected before any run opened; 1: it failed in an open run (a fit that
+    diverged, a file that could not be written), which ended FAILED with the error logged;
+    130 / 143: Ctrl-C / SIGTERM.
     """
     if isinstance(err, KeyboardInterrupt):
         return interrupted(err)
-    if isinstance(err, fit_errors()):
+    run_id = getattr(err, "run_id", None)
+    if run_id:
         last = tracking.last_run()
-        print(one_line(err) + (f" (run {last[0]} ended {last[1]})" if last else ""),
-              file=sys.stderr)
-        return EXIT_FIT_FAILED
+        status = last[1] if last and last[0] == run_id else "FAILED"
+        print(f"{one_line(err)} (run {run_id} ended {status})", file=sys.stderr)
+        return EXIT_RUN_FAILED
     print(one_line(err), file=sys.stderr)
     return EXIT_USER_ERROR

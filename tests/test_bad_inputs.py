@@ -128,6 +128,8 @@ CLI_CASES = [
     Case("override-syntax", ["model==x"], ["model==x"]),
     Case("appended-unknown-key", ["+solver.bogus=1"], ["bogus"]),
     Case("file-without-path", ["dataset=file"], ["dataset.path"]),
+    Case("negative-seed", ["seed=-1"], ["seed=-1", ">= 0"]),
+    Case("output-folder", ["hydra.run.dir=/proc/nope"], ["/proc/nope", "hydra.run.dir"]),
     # data files
     Case("missing-file", [*FILE, "dataset.path={files}/nope.csv"], ["nope.csv", "no such file"],
          group="data"),
@@ -310,6 +312,23 @@ def test_dvc_stages_report_bad_input_in_one_line_and_start_no_run(tmp_path, file
     for case in STAGE_CASES:
         _check(case, results[case.id], earlier)
     assert _snapshot(db) == earlier.snapshot
+
+
+def test_a_fit_that_diverges_ends_its_run_failed_in_one_line(tmp_path, files, earlier):
+    """Not an input the checks can reject (lam is finite): the run opens, the fit stops with
+    the likely cause, the run ends FAILED with it, the process exits 1 with one line."""
+    case = Case("diverges", ["dataset=iris", "model=softmax", "reg.lam=1e300", "solver=gd",
+                             "tracking.log_model=false", "tracking.log_plots=false"], [])
+    results, db = _drive([case], tmp_path, files, earlier)
+    res = results[case.id]
+    new = [r for r in res["runs"] if r not in earlier.runs]
+    assert len(new) == 1 and new[0][1] == "FAILED", res["runs"]
+    assert res["rc"] == 1 and "Traceback" not in res["stderr"], res["stderr"][-3000:]
+    (line,) = [ln for ln in res["stderr"].splitlines() if ln.startswith("error:")]
+    assert "lam" in line and f"run {new[0][0]} ended FAILED" in line, line
+    with sqlite3.connect(db) as con:
+        assert [list(r) for r in con.execute(RUNS).fetchall() if list(r) in earlier.runs] \
+            == earlier.runs
 
 
 @pytest.mark.parametrize("module, args, words", [
