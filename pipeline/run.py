@@ -1,8 +1,11 @@
 """One experiment in one process: prepare -> fit -> evaluate -> log.
 
 ``run(config)`` is what ``python -m pipeline`` calls after ``config.load``; tests call it
-in-process. The data are loaded and checked before the MLflow run starts, so bad input leaves
-no run behind; anything that fails after that ends the run FAILED with its error logged.
+in-process. The data and the store are checked before the MLflow run starts, so bad input
+leaves no run behind; anything that fails after that ends the run FAILED with its error logged.
+What the run logs is decided in ``pipeline.experiment`` (shared with the DVC stages); this
+module adds only what the Hydra path has of its own: Hydra's output folder, overrides and
+sweep parent, and the summary printed at the end.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ The stages of ``dvc.yaml``, run by DVC in the repository (or experiment workspac
 - ``evaluate``: -> ``metrics/eval.json`` and ``plots/eval/*.csv``; reopens the train run
   (its id handed over in ``.dvc/tmp/``, outside every hashed output) and logs metrics and plots.
 
+What a run logs is decided in ``pipeline.experiment`` (shared with ``python -m pipeline``);
+this module keeps where parameters come from, the hashed outputs and the run hand-off. A user
+error prints one ``error:`` line and exits 2 before any run opens.
+
 Bit for bit: hashed outputs hold only what the data and parameters determine, written by
 ``pipeline.stage_files`` (``.npy``, sorted JSON, CSV); run ids, timings and absolute paths go
 to MLflow only. Lineage tags on the run: ``dvc.stage``,
