@@ -148,3 +148,23 @@ def test_plain_reference_is_not_enough_on_unscaled_data():
                                              LAM["unscaled"])
     F_star, _, _ = reference("unscaled", "logistic", "l2")
     assert F_plain > F_star * (1 + 1e-6)
+
+
+LARGE_N_CASES = ([pytest.param(m, r, "newton", id=f"{m}-{r}-newton")
+                  for m in ("softmax", "ovr", "multilabel") for r in ("none", "l2")]
+                 + [pytest.param(m, r, "prox_newton", id=f"{m}-{r}-prox_newton")
+                    for m in ("ovr", "multilabel") for r in ("l1", "elasticnet")])
+
+
+@pytest.mark.parametrize("model,reg,solver", LARGE_N_CASES)
+def test_the_choices_of_auto_at_many_rows_work_on_unscaled_data(model, reg, solver):
+    """From 2e5 rows auto picks newton (smooth) or prox_newton (l1) for several outputs; on
+    few rows they run with the full Hessian, the same coordinates and the same verdict."""
+    X, y = hard_data("unscaled", model)
+    lam = 0.0 if reg == "none" else LAM["unscaled"]
+    F_star, _, _ = reference("unscaled", model, reg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        res = pipeline.fit(X, y, model=model, reg=reg, lam=lam, solver=solver)
+    assert res.converged and res.solver == solver, (res.criterion, res.residual)
+    assert (res.objective - F_star) / abs(F_star) <= 1e-6

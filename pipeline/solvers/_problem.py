@@ -90,6 +90,11 @@ class Problem:
         self.t0 = time.perf_counter()
         self.can_diverge = objective.model != "linear" and penalty.lam == 0.0
 
+    @property
+    def l1(self) -> float:
+        """The L1 weight a1 (an InCoordinates view has one per coordinate)."""
+        return self.pen.a1
+
     # ------------------------------------------------------------------ evaluations
     def f_grad(self, W, b, G_out, gb_out) -> float:
         """Smooth part f = L + a2||W||^2 and its gradient (one pass).

@@ -91,3 +91,65 @@ def gram_affine(A: np.ndarray, a2: float = 0.0) -> Affine:
 def centring(affine: Affine) -> Affine:
     """Its centring alone (for coordinate descent, which is invariant to scaling)."""
     return Affine(mu=affine.mu, d=np.ones_like(affine.d))
+
+
+class InCoordinates:
+    """A :class:`Problem` seen in the coordinates (V, c) of an :class:`Affine` map.
+
+    It answers what the Newton-type loops ask (``f_grad``, ``hessp``, ``F_from_f``,
+    ``residual``, ``record``, ``check_separable``, ``result``) with V and c in, and the
+    residual, the history and the result in (W, b), so the optimality test and the verdict
+    stay the issue's: the max-norm of the minimal subgradient in (W, b). ``l1`` is the L1
+    weight per coordinate of V (``a1 d_j``). ``hess`` gives the Hessian products in (W, b)
+    (the problem itself, or a sample of rows).
+    """
+
+    def __init__(self, P, A: Affine, hess=None):
+        self.P, self.A, self.hess = P, A, P if hess is None else hess
+        self.pen, self.seed, self.tol, self.max_iter = P.pen, P.seed, P.tol, P.max_iter
+        self.l1 = P.pen.a1 * A.d[:, None]
+        # Unpenalised softmax is flat along W + u 1^T, b + t 1 (any coordinates): gradients and
+        # products have no component along it in exact arithmetic; drop the rounding's.
+        self.flat = P.obj.model == "softmax" and not P.pen.a1 and not P.pen.a2
+
+    def _project(self, V, c):
+        if not self.flat:
+            return V, c
+        return V - V.mean(axis=1, keepdims=True), c - c.mean()
+
+    def with_hessian(self, hess) -> InCoordinates:
+        """The same view with Hessian products from ``hess``."""
+        return InCoordinates(self.P, self.A, hess)
+
+    def f_grad(self, V, c, G_out, gb_out) -> float:
+        W, b = self.A.to_wb(V, c)
+        G, gb = np.empty_like(W), np.empty_like(b)
+        f = self.P.f_grad(W, b, G, gb)
+        G_out[...], gb_out[...] = self._project(*self.A.grad_to_v(G, gb))
+        return f
+
+    def hessp(self, V, c, U, uc, H_out, hb_out) -> None:
+        W, b = self.A.to_wb(V, c)
+        Wu, bu = self.A.to_wb(U, uc)  # linear: maps directions too
+        H, hb = np.empty_like(W), np.empty_like(b)
+        self.hess.hessp(W, b, Wu, bu, H, hb)
+        H_out[...], hb_out[...] = self._project(*self.A.grad_to_v(H, hb))
+
+    def F_from_f(self, f: float, V) -> float:
+        return self.P.F_from_f(f, self.A.d[:, None] * V)
+
+    def _grad_wb(self, GV, gc):
+        return GV / self.A.d[:, None] + np.outer(self.A.mu, gc), gc
+
+    def residual(self, V, c, GV, gc) -> float:
+        W, b = self.A.to_wb(V, c)
+        return self.P.residual(W, b, *self._grad_wb(GV, gc))
+
+    def record(self, F: float, V, c) -> None:
+        self.P.record(F, *self.A.to_wb(V, c))
+
+    def check_separable(self, it: int, V, c, every: int = 10) -> bool:
+        return self.P.check_separable(it, *self.A.to_wb(V, c), every=every)
+
+    def result(self, solver: str, V, c, n_iter: int, converged: bool, criterion: str):
+        return self.P.result(solver, *self.A.to_wb(V, c), n_iter, converged, criterion)

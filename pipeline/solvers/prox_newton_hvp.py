@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._problem import FitResult, Problem
-from .second_order import sampled_hessian
+from ._scaling import InCoordinates
+from .second_order import problem_affine, sampled_hessian
 
 
 def _curvature_bound(H, W, b, n_iter: int = 15, seed: int = 0) -> float:
@@ -38,7 +39,7 @@ def _curvature_bound(H, W, b, n_iter: int = 15, seed: int = 0) -> float:
 
 def _model_step(P: Problem, H, W, b, G, gb, L: float, tol_inner: float, max_inner: int):
     """Minimise q by FISTA (with restart) over Z = W + D_W, c = b + D_b; return (Z, c)."""
-    a1 = P.pen.a1
+    a1 = P.l1  # a1, or a1 per coordinate (InCoordinates)
     Z, c = W.copy(), b.copy()
     Y, yc = Z.copy(), c.copy()
     HD, hd = np.empty_like(W), np.empty_like(b)
@@ -48,14 +49,14 @@ def _model_step(P: Problem, H, W, b, G, gb, L: float, tol_inner: float, max_inne
         H.hessp(W, b, Y - W, yc - b, HD, hd)
         gY, gc = G + HD, gb + hd
         Z_new = Y - gY / L
-        if a1:
+        if P.pen.a1:
             Z_new = np.sign(Z_new) * np.maximum(np.abs(Z_new) - a1 / L, 0.0)
         c_new = yc - gc / L
         mapping = max(float(np.abs(Z_new - Y).max()), float(np.abs(c_new - yc).max())) * L
         # q at Y (smooth part) decides the restart; cheap from the product just taken
         D, d = Y - W, yc - b
         q = (float(np.vdot(G, D) + np.vdot(gb, d)) + 0.5 * float(np.vdot(D, HD) + np.vdot(d, hd))
-             + a1 * float(np.abs(Y).sum()))
+             + float(np.sum(a1 * np.abs(Y))))
         if q > q_old and t > 1.0:  # momentum overshot: restart from the last iterate
             t, Y, yc, q_old = 1.0, Z.copy(), c.copy(), np.inf
             continue
@@ -79,7 +80,15 @@ def prox_newton_hvp(P: Problem, W, b, *, sample: int | None = None,
         result.solver = "prox_newton"
         return result
     sampled = sampled_hessian(P, sample)
-    outcome = _run(P, sampled if sampled is not None else P, W, b, max_inner)
+    A = problem_affine(P)
+    if A.identity:  # standardised columns: the plain coordinates
+        outcome = _run(P, sampled if sampled is not None else P, W, b, max_inner)
+    else:  # centred and scaled coordinates (_scaling): conditioned models on unscaled data
+        Q = InCoordinates(P, A)
+        outcome = _run(Q, Q.with_hessian(sampled) if sampled is not None else Q,
+                       *A.from_wb(W, b), max_inner)
+        if isinstance(outcome, tuple):
+            outcome = A.to_wb(*outcome)
     if isinstance(outcome, tuple):  # the sample misjudged the curvature: finish quasi-Newton
         from .split_lbfgs import split_lbfgs
 
@@ -94,15 +103,16 @@ def prox_newton_hvp(P: Problem, W, b, *, sample: int | None = None,
     return result
 
 
-def _run(P: Problem, H, W, b, max_inner: int) -> FitResult | tuple[np.ndarray, np.ndarray]:
-    """Iterate; hand (W, b) back instead when a sampled H keeps forcing short steps (as on
-    small, nearly separable sets, where a few rows carry the curvature)."""
+def _run(P, H, W, b, max_inner: int) -> FitResult | tuple[np.ndarray, np.ndarray]:
+    """Iterate on P (a Problem or an InCoordinates view); hand (W, b) back instead when a
+    sampled H keeps forcing short steps (as on small, nearly separable sets, where a few rows
+    carry the curvature)."""
     short_steps = 0
     G, gb = np.empty_like(W), np.empty_like(b)
     G_new, gb_new = np.empty_like(W), np.empty_like(b)
     f = P.f_grad(W, b, G, gb)
     F = P.F_from_f(f, W)
-    a1 = P.pen.a1
+    a1 = P.l1
     for it in range(1, P.max_iter + 1):
         residual = P.residual(W, b, G, gb)
         if residual <= P.tol:
@@ -111,13 +121,20 @@ def _run(P: Problem, H, W, b, max_inner: int) -> FitResult | tuple[np.ndarray, n
         Z, c = _model_step(P, H, W, b, G, gb, L, 0.1 * residual, max_inner)
         dW, db = Z - W, c - b
         delta = (float(np.vdot(G, dW) + np.vdot(gb, db))
-                 + (a1 * (float(np.abs(Z).sum()) - float(np.abs(W).sum())) if a1 else 0.0))
+                 + (float(np.sum(a1 * (np.abs(Z) - np.abs(W)))) if P.pen.a1 else 0.0))
+        # Below F's rounding F cannot judge a step: the full step if it lowers the residual.
+        flat = -delta <= 1e-12 * abs(F)
         step = 1.0
         while True:
             W_new = W + step * dW  # a full step lands on the model's exact zeros
             b_new = b + step * db
             f_new = P.f_grad(W_new, b_new, G_new, gb_new)
             F_new = P.F_from_f(f_new, W_new)
+            if flat:
+                if P.residual(W_new, b_new, G_new, gb_new) >= residual:
+                    return P.result("prox_newton", W, b, it, True, "machine_precision")
+                F_new = min(F_new, F)  # (rounding)
+                break
             if F_new <= F + 1e-4 * step * min(delta, 0.0) or step < 1e-10:
                 break
             step *= 0.5

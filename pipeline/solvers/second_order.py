@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._problem import FitResult, Problem, pack, unpack
-from ._scaling import Affine
+from ._scaling import Affine, InCoordinates
 
 
 class _SeparableError(Exception):
@@ -246,21 +246,29 @@ def newton(P: Problem, W, b, *, max_cg: int = 50,
     """
     k, m = W.shape
     sampled = sampled_hessian(P, hessian_sample)
-    H = sampled if sampled is not None else P
-    result = _newton(P, H, W, b, k, m, max_cg)
+    A = problem_affine(P)
+    Q: Problem | InCoordinates = P
+    H: Problem | InCoordinates | _SampledHessian = sampled if sampled is not None else P
+    if not A.identity:  # centred and scaled coordinates (_scaling): a conditioned Hessian
+        view = InCoordinates(P, A)
+        Q, H = view, view.with_hessian(sampled) if sampled is not None else view
+        W, b = A.from_wb(W, b)
+    result = _newton(Q, H, W, b, k, m, max_cg)
     if sampled is not None:
         result.n_passes += sampled.passes()
     return result
 
 
-def _newton(P: Problem, H, W, b, k: int, m: int, max_cg: int) -> FitResult:
+def _newton(P, H, W, b, k: int, m: int, max_cg: int) -> FitResult:
+    """The Newton loop on P (a Problem or an InCoordinates view of one)."""
     G, gb = np.empty_like(W), np.empty_like(b)
     f = P.f_grad(W, b, G, gb)
     short_steps = 0
     for it in range(1, P.max_iter + 1):
         g = pack(G, gb)
         gnorm = float(np.linalg.norm(g))
-        if np.abs(g).max() <= P.tol:
+        residual = P.residual(W, b, G, gb)
+        if residual <= P.tol:
             return P.result("newton", W, b, it - 1, True, "gradient")
         d = _cg(H, W, b, g, min(0.5, np.sqrt(gnorm)) * gnorm, max_cg)
         slope = float(g @ d)
@@ -268,9 +276,16 @@ def _newton(P: Problem, H, W, b, k: int, m: int, max_cg: int) -> FitResult:
             d, slope = -g, -gnorm * gnorm
         dW, db = unpack(d, k, m)
         t = 1.0
+        # Below F's rounding, F cannot judge the step: a full step that lowers the residual
+        # is taken then (near the optimum Newton's full step is right).
+        flat = -slope <= 1e-12 * abs(f)
         while True:
             W_new, b_new = W + t * dW, b + t * db
             f_new = P.f_grad(W_new, b_new, G, gb)
+            if flat:
+                if P.residual(W_new, b_new, G, gb) >= residual:  # no step helps any more
+                    return P.result("newton", W, b, it, True, "machine_precision")
+                break
             if f_new <= f + 1e-4 * t * slope or t < 1e-10:
                 break
             t *= 0.5
