@@ -156,6 +156,8 @@ CLI_CASES = [
     # the store
     Case("unwritable-store", ["tracking.uri=sqlite:///{files}/ok.csv/mlflow.db"],
          ["tracking store", "not writable", "ok.csv"], group="store"),
+    Case("store-not-a-database", ["tracking.uri=sqlite:///{files}/garbage.csv"],
+         ["garbage.csv", "not an SQLite database"], group="store"),
 ]
 
 STAGE_CASES = [
