@@ -168,3 +168,30 @@ def test_the_choices_of_auto_at_many_rows_work_on_unscaled_data(model, reg, solv
         res = pipeline.fit(X, y, model=model, reg=reg, lam=lam, solver=solver)
     assert res.converged and res.solver == solver, (res.criterion, res.residual)
     assert (res.objective - F_star) / abs(F_star) <= 1e-6
+
+
+@pytest.mark.parametrize("reg", ["l1", "elasticnet"])
+def test_lasso_on_five_pairs_with_correlation_0999(reg):
+    """Where coordinate descent crawled to its sweep cap (2.9e-4 above the optimum): small
+    lam, ten columns in five pairs; scikit-learn's coordinate descent, run to 1e-14, is the
+    reference here."""
+    from sklearn.linear_model import ElasticNet, Lasso
+
+    rng = np.random.default_rng(101)
+    n, k, lam = 500, 10, 1e-3
+    Z = rng.standard_normal((n, k))
+    for j in range(0, k - 1, 2):
+        Z[:, j + 1] = 0.999 * Z[:, j] + np.sqrt(1 - 0.999**2) * Z[:, j + 1]
+    y = 0.7 * (Z @ rng.standard_normal((k, 3)))[:, 0] + 0.5 * rng.standard_normal(n)
+    est = (Lasso(alpha=lam / (2 * k), tol=1e-14, max_iter=10_000_000) if reg == "l1" else
+           ElasticNet(alpha=3 * lam / (4 * k), l1_ratio=1 / 3, tol=1e-14, max_iter=10_000_000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(Z, y)
+    F_sk = naive.objective("linear", reg, lam, 0.5, Z, y[:, None], est.coef_[:, None],
+                           np.atleast_1d(est.intercept_))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        res = pipeline.fit(Z, y, model="linear", reg=reg, lam=lam)
+    assert res.solver == "cd" and res.converged and res.residual <= 1e-7
+    assert (res.objective - F_sk) / F_sk <= 1e-9

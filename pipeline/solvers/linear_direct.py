@@ -96,11 +96,8 @@ def cd(P: Problem, W, b) -> FitResult:
     sweeps, best = 0, np.inf
     for _ in range(MAX_REFINE + 1):
         Vc, cc = _from_theta(Jinv @ theta)
-        budget = P.max_iter - sweeps
-        used = int(kernels.cd_gram(Ac, Cc, Vc, cc, P.pen.a1, P.pen.a2, 1e-3 * P.tol, budget))
-        sweeps += used
-        if used > 50 or used == budget:  # slow (correlated columns): try the exact solve
-            _polish(Ac, Cc, Vc, cc, P.pen.a1, P.pen.a2)
+        sweeps += _gram_lasso(Ac, Cc, Vc, cc, P.pen.a1, P.pen.a2, 1e-3 * P.tol,
+                              P.max_iter - sweeps)
         theta_new = J @ _to_theta(Vc, cc)
         W, b = _from_theta(theta_new)
         f = P.f_grad(W, b, G, gb)
@@ -120,14 +117,36 @@ def cd(P: Problem, W, b) -> FitResult:
     return P.result("cd", W, b, sweeps, False, "max_iter")
 
 
-def _polish(A, C, W_out, b_out, a1: float, a2: float) -> None:
-    """Solve the KKT system on CD's active set and signs; keep it when it is consistent.
+def _gram_lasso(A, C, W_out, b_out, a1: float, a2: float, tol: float, budget: int) -> int:
+    """Minimise the Gram problem by CD in chunks of sweeps, each slow chunk followed by an
+    active-set step (``_polish``); returns the sweeps used (a polish counts as one)."""
+    chunk = max(50, A.shape[0] // 10)  # sweeps between polishes (a polish costs ~|S|^3)
+    used = 0
+    while used < budget:
+        n = min(chunk, budget - used)
+        done = int(kernels.cd_gram(A, C, W_out, b_out, a1, a2, tol, n))
+        used += done
+        if done < n or used >= budget:
+            break  # CD's own test held, or no budget left
+        used += 1
+        if _polish(A, C, W_out, b_out, a1, a2):
+            break
+    return used
 
-    With the support S and signs s of W fixed, the optimum of the Gram problem solves
-    ``(A_SS + a2 I) theta_S = C_S - a1/2 s`` (bias in S, unpenalised); it is the exact optimum
-    when its signs agree and every other coordinate satisfies ``|C_j - (A theta)_j| <= a1/2``.
+
+def _polish(A, C, W_out, b_out, a1: float, a2: float) -> bool:
+    """One active-set step per output; True when every output is then exactly optimal.
+
+    With the support S and signs s of W fixed, the Gram problem is the quadratic whose
+    minimiser solves ``(A_SS + a2 I) theta_S = C_S - a1/2 s`` (bias in S, unpenalised). On
+    the segment from W to it the objective is that quadratic, and falls, until a weight
+    reaches zero: go there (that weight leaves S), or all the way when no sign changes. The
+    end is the exact optimum when every other coordinate has ``|C_j - (A theta)_j| <= a1/2``;
+    CD then adds the coordinates that violate it. Strongly correlated columns, where CD
+    crawls, take a few such steps.
     """
     k = A.shape[0] - 1
+    exact = True
     for c in range(C.shape[1]):
         S = np.append(np.flatnonzero(W_out[:, c]) if a1 else np.arange(k), k)
         sign = np.append(np.sign(W_out[S[:-1], c]), 0.0)
@@ -137,12 +156,22 @@ def _polish(A, C, W_out, b_out, a1: float, a2: float) -> None:
             try:
                 sol = np.linalg.solve(M, C[S, c] - 0.5 * a1 * sign)
             except np.linalg.LinAlgError:
+                exact = False
                 continue
-        if a1 and np.any(np.sign(sol[:-1]) != sign[:-1]):
-            continue
+        old = np.append(W_out[S[:-1], c], b_out[c])
+        t = 1.0
+        if a1:
+            cross = np.flatnonzero(np.sign(sol[:-1]) != sign[:-1])
+            if cross.size:  # first zero crossing on the segment old -> sol
+                fr = old[cross] / (old[cross] - sol[cross])
+                t = float(fr.min())
+                exact = False
         theta = np.zeros(k + 1)
-        theta[S] = sol
+        theta[S] = old + t * (sol - old)
+        if t < 1.0:
+            theta[S[cross[np.argmin(fr)]]] = 0.0
+        W_out[:, c], b_out[c] = theta[:k], theta[k]
         rest = np.setdiff1d(np.arange(k), S)
         if rest.size and np.abs(C[rest, c] - A[rest] @ theta).max() > 0.5 * a1 * (1 + 1e-9):
-            continue
-        W_out[:, c], b_out[c] = theta[:k], theta[k]
+            exact = False
+    return exact
