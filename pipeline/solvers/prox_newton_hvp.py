@@ -21,6 +21,8 @@ from ._problem import FitResult, Problem
 from ._scaling import InCoordinates
 from .second_order import problem_affine, sampled_hessian
 
+STALL = 50  # iterations without halving the residual before handing over to split_lbfgs
+
 
 def _curvature_bound(H, W, b, n_iter: int = 15, seed: int = 0) -> float:
     """Largest eigenvalue of the (sampled) Hessian by power iteration, with a 10% margin."""
@@ -89,7 +91,8 @@ def prox_newton_hvp(P: Problem, W, b, *, sample: int | None = None,
                        *A.from_wb(W, b), max_inner)
         if isinstance(outcome, tuple):
             outcome = A.to_wb(*outcome)
-    if isinstance(outcome, tuple):  # the sample misjudged the curvature: finish quasi-Newton
+    if isinstance(outcome, tuple):  # the sample misjudged the curvature, or the models
+        # stopped helping: finish quasi-Newton
         from .split_lbfgs import split_lbfgs
 
         done = len(P.history)
@@ -113,10 +116,15 @@ def _run(P, H, W, b, max_inner: int) -> FitResult | tuple[np.ndarray, np.ndarray
     f = P.f_grad(W, b, G, gb)
     F = P.F_from_f(f, W)
     a1 = P.l1
+    best, best_it = np.inf, 0
     for it in range(1, P.max_iter + 1):
         residual = P.residual(W, b, G, gb)
         if residual <= P.tol:
             return P.result("prox_newton", W, b, it - 1, True, "subgradient")
+        if residual < 0.5 * best:
+            best, best_it = residual, it
+        elif it - best_it >= STALL:  # the models stopped helping: finish quasi-Newton
+            return W, b
         L = _curvature_bound(H, W, b, seed=P.seed + it)
         Z, c = _model_step(P, H, W, b, G, gb, L, 0.1 * residual, max_inner)
         dW, db = Z - W, c - b

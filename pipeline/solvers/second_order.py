@@ -101,9 +101,10 @@ class _FreeHessian:
         hb_out[...] = hc
 
 
-def newton_polish(P: Problem, A: Affine, W, b, max_steps: int = 5, max_cg: int = 50):
+def newton_polish(P: Problem, A: Affine, W, b, max_steps: int = 10, max_cg: int = 50):
     """A few Newton-CG steps in the coordinates (V, c) on the free coordinates (all, or the
-    non-zero weights under an L1 part, signs kept), each kept only if it lowers the residual.
+    non-zero weights under an L1 part), each kept only if it lowers the residual; a step that
+    would change a weight's sign stops where the first weight reaches zero (it leaves).
 
     L-BFGS-B judges its steps by F, which stops resolving progress when the gradient is still
     ~1e-8 in (V, c); on columns of scale 1e4 that is ~1e-4 in (W, b). Newton steps are judged
@@ -123,13 +124,23 @@ def newton_polish(P: Problem, A: Affine, W, b, max_steps: int = 5, max_cg: int =
         d = _cg(H, W, b, g, 1e-6 * float(np.linalg.norm(g)), max_cg)
         dW, db = A.to_wb(*unpack(d, k, m))
         dW = np.where(free, dW, 0.0)
+        cross = free & (np.sign(W + dW) != np.sign(W)) & bool(P.pen.a1)
+        crossing = bool(cross.any())
+        if crossing:  # a weight reaches zero first: step there, it leaves the support
+            fr = np.where(cross, W / np.where(cross, W - (W + dW), 1.0), np.inf)
+            j = np.unravel_index(np.argmin(fr), W.shape)
+            t = float(fr[j])
+            dW, db = t * dW, t * db
         W_new, b_new = np.ascontiguousarray(W + dW), b + db
-        if P.pen.a1 and np.any(np.sign(W_new) != np.sign(W)):
-            break  # a weight would cross zero: the support is not settled
+        if crossing:
+            W_new[j] = 0.0
         G_new, gb_new = np.empty_like(W), np.empty_like(b)
         f_new = P.f_grad(W_new, b_new, G_new, gb_new)
         new_residual = P.residual(W_new, b_new, G_new, gb_new)
-        if not new_residual < residual:
+        # the step to a zero crossing is judged by F (the quadratic falls along it), the others
+        # by the residual (F is at its rounding level there)
+        if not (P.F_from_f(f_new, W_new) <= P.F_from_f(f, W) if crossing
+                else new_residual < residual):
             break
         W, b, f, G, gb, residual = W_new, b_new, f_new, G_new, gb_new, new_residual
         steps += 1
