@@ -108,3 +108,29 @@ def test_huge_lam_is_an_error_or_the_exact_answer(model):
 def test_non_finite_error_is_a_value_error():
     assert issubclass(pipeline.NonFiniteError, ValueError)
     assert issubclass(pipeline.ConvergenceWarning, UserWarning)
+
+
+@pytest.mark.parametrize("model,reg,solver,options", [
+    ("softmax", "l2", "newton", {"hessian_sample": 100}),  # the Hessian's rows
+    ("softmax", "l1", "prox_newton", {"sample": 100}),  # the sample and the power iteration
+    ("logistic", "l1", "prox_newton", {"sample": 100}),  # the (k+1)^2 Hessian's rows
+    ("logistic", "l2", "sgd", {}),  # the shuffles and the Lipschitz estimate's start
+    ("softmax", "l2", "gd", {}),  # the Lipschitz estimate's start
+    ("softmax", "l2", "lbfgs", {})])  # the rows the column moments are estimated on
+def test_seed_drives_every_random_choice(model, reg, solver, options):
+    """Same seed, same bits; another seed, another path to the same optimum."""
+    X, y = _data(model, n=400)
+    if solver == "lbfgs":  # moments that matter to lbfgs's coordinates
+        X = X * np.logspace(-1, 1, X.shape[1]) + 3.0
+
+    def fit(seed):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pipeline.ConvergenceWarning)
+            return pipeline.fit(X, y, model=model, reg=reg, lam=0.01, solver=solver, seed=seed,
+                                max_iter=2000, **options)
+
+    a, b, c = fit(0), fit(0), fit(5)
+    assert a.W.tobytes() == b.W.tobytes() and a.b.tobytes() == b.b.tobytes()
+    if solver != "lbfgs":  # column moments: every row is used below 20000 rows
+        assert a.W.tobytes() != c.W.tobytes()
+    assert abs(a.objective - c.objective) <= 1e-6 * a.objective
