@@ -46,13 +46,20 @@ class ApiCase:
     y: str = "binary"
 
 
-def _arrays() -> dict[str, np.ndarray]:
+def _arrays() -> dict[str, object]:
+    import scipy.sparse
+
     rng = np.random.default_rng(0)
     X = rng.standard_normal((40, 3))
     inf = X.copy()
     inf[5, 1] = np.inf
     Y = np.column_stack([X[:, 0] > 0, np.ones(40)]).astype(float)
-    return {"ok": X, "inf": inf, "binary": (X[:, 0] > 0).astype(int), "const_label": Y}
+    binary = (X[:, 0] + 0.5 * rng.standard_normal(40) > 0).astype(int)
+    return {"ok": X, "inf": inf, "binary": binary, "const_label": Y,
+            "sparse": scipy.sparse.csr_matrix(X),
+            "text_column": pd.DataFrame({"a": X[:, 0], "colour": ["red"] * 40}),
+            "ragged": [[1.0, 2.0, 3.0], [4.0]] * 20, "none_label": [None, *binary[1:]],
+            "none": None, "huge": X * 1e200}
 
 
 API_CASES = [
@@ -60,6 +67,38 @@ API_CASES = [
     ApiCase("constant-multilabel-column", {"model": "multilabel"}, ValueError,
             ["label column 1", "constant"], y="const_label"),
     ApiCase("inf-feature", {"model": "logistic"}, ValueError, ["inf", "columns [1]"], X="inf"),
+    # options a solver does not define: named, with the solver's own options listed
+    ApiCase("misspelled-option", {"max_iters": 5}, TypeError, ["'max_iters'", "max_iter"]),
+    ApiCase("option-of-another-solver", {"solver": "gd", "batch_size": 8}, TypeError,
+            ["'batch_size'", "Options of gd", "step_rule"]),
+    ApiCase("feature-not-there-yet", {"class_weight": "balanced"}, TypeError,
+            ["'class_weight'", "not supported yet"]),
+    # every option type- and range-checked before work
+    ApiCase("fractional-max-iter", {"max_iter": 1.5}, TypeError, ["max_iter=1.5", "integer"]),
+    ApiCase("string-lam", {"reg": "l2", "lam": "0.1"}, TypeError, ["lam='0.1'", "number"]),
+    ApiCase("infinite-lam", {"reg": "l2", "lam": float("inf")}, ValueError,
+            ["lam=inf", "finite"]),
+    ApiCase("zero-tol", {"tol": 0.0}, ValueError, ["tol=0.0", "> 0"]),
+    ApiCase("negative-seed", {"seed": -1}, ValueError, ["seed=-1", ">= 0"]),
+    ApiCase("zero-batch-size", {"solver": "sgd", "batch_size": 0}, ValueError,
+            ["batch_size=0", ">= 1"]),
+    ApiCase("negative-learning-rate", {"solver": "sgd", "lr": -0.1}, ValueError,
+            ["lr=-0.1", "> 0"]),
+    ApiCase("zero-memory", {"solver": "lbfgs", "reg": "l2", "memory": 0}, ValueError,
+            ["memory=0", ">= 1"]),
+    ApiCase("unknown-step-rule", {"solver": "gd", "step_rule": "armijo"}, ValueError,
+            ["step_rule='armijo'", "backtracking"]),
+    ApiCase("non-bool-flag", {"solver": "sgd", "variance_reduction": 1}, TypeError,
+            ["variance_reduction=1", "true or false"]),
+    ApiCase("unknown-model", {"model": "logit"}, ValueError, ["model='logit'", "logistic"]),
+    ApiCase("impossible-solver", {"reg": "l1", "lam": 0.1, "solver": "lbfgs"}, ValueError,
+            ["solver='lbfgs'", "smooth", "split_lbfgs"]),
+    # inputs the API does not support yet, or cannot read
+    ApiCase("sparse-X", {}, TypeError, ["scipy.sparse", "toarray()"], X="sparse"),
+    ApiCase("text-column", {}, TypeError, ["'colour'", "not numeric"], X="text_column"),
+    ApiCase("ragged-X", {}, ValueError, ["ragged"], X="ragged"),
+    ApiCase("None-in-y", {}, ValueError, ["missing", "rows [0]"], y="none_label"),
+    ApiCase("no-y", {}, TypeError, ["y is None"], y="none"),
 ]
 
 
@@ -68,10 +107,42 @@ def test_api_rejects_bad_input_naming_it(case):
     from pipeline import fit
 
     arrays = _arrays()
+    kwargs = {"model": "logistic", **case.kwargs}
+    steps: list[int] = []
     with pytest.raises(case.error) as err:
-        fit(arrays[case.X], arrays[case.y], **case.kwargs)
+        fit(arrays[case.X], arrays[case.y], callback=lambda step, *_: steps.append(step),
+            **kwargs)
     for w in case.words:
         assert w in str(err.value), (w, str(err.value))
+    assert steps == []  # raised before the first step
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"reg": "l2", "lam": 0.1, "l1_ratio": 0.3}, ["l1_ratio", "reg='l2'"]),
+    ({"reg": "none", "lam": 0.1}, ["lam=0.1", "reg='none'"]),
+    ({"reg": "l2", "lam": 0.1, "batch_size": 8}, ["'auto'", "batch_size", "ignored"]),
+])
+def test_api_warns_once_for_a_parameter_without_effect(kwargs, words):
+    import warnings
+
+    from pipeline import IgnoredParameterWarning, fit
+
+    arrays = _arrays()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(arrays["ok"], arrays["binary"], model="logistic", **kwargs)
+    ignored = [w for w in caught if issubclass(w.category, IgnoredParameterWarning)]
+    assert len(ignored) == 1, [str(w.message) for w in caught]
+    for word in words:
+        assert word in str(ignored[0].message)
+
+
+def test_api_fit_that_overflows_is_an_error_naming_the_cause():
+    from pipeline import NonFiniteError, fit
+
+    with pytest.raises(NonFiniteError) as err:
+        fit(_arrays()["huge"], _arrays()["binary"], model="logistic", reg="l2", lam=0.1)
+    assert "X" in str(err.value) and "standardis" in str(err.value)
 
 
 # ============================================================================ CLI and stages
