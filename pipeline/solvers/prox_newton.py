@@ -55,15 +55,21 @@ def prox_newton(P: Problem, W, b, *, sample: int | None = None,
     F = P.F_from_f(f, W)
     sample_rows = 0
     stalled = 0
-    last_residual = np.inf
+    last_residual = best = np.inf
+    best_it, fresh = 0, True
     H = np.empty(0)
     for it in range(1, P.max_iter + 1):
         residual = P.residual(W, b, G, gb)
         if residual <= P.tol:
             return _done(P, W, b, it - 1, True, "subgradient", sample_rows)
+        if residual < 0.5 * best:
+            best, best_it = residual, it
+        elif not full and it - best_it >= 10:  # the sample misjudges the curvature: all rows
+            full, Xs, fresh, best_it = True, obj.X, True, it
         # A fresh Hessian while the last one did not shrink the residual tenfold; else the last
         # one again (near the optimum the curvature barely moves).
-        if it <= 2 or residual > 0.1 * last_residual:
+        if it <= 2 or fresh or residual > 0.1 * last_residual:
+            fresh = False
             H = _hessian(Xs, W[:, 0], float(b[0]), pen.a2)
             sample_rows += Xs.shape[0]
         last_residual = residual
@@ -85,8 +91,12 @@ def prox_newton(P: Problem, W, b, *, sample: int | None = None,
                 break
             t *= 0.5
         stalled = stalled + 1 if exact else 0
-        if (not exact and F_t > F) or stalled > 8:  # no progress left: machine precision
-            return _done(P, W, b, it, True, "machine_precision", sample_rows)
+        if ((not exact and F_t > F) or stalled > 8
+                or (exact and P.residual(W_t, b_t, G_new, gb_new) >= residual)):
+            if not full:  # the sample may be what stops progress: go on with all rows
+                full, Xs, fresh, stalled = True, obj.X, True, 0
+                continue
+            return _done(P, W, b, it, True, "machine_precision", sample_rows)  # no progress left
         W, b, F, G, gb = W_t, b_t, F_t, G_new, gb_new
         P.record(F, W, b)
         if P.check_separable(it, W, b, every=1):
