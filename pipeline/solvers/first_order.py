@@ -171,5 +171,6 @@ def sgd(P: Problem, W, b, *, batch_size: int = 256, lr: float | None = None,
             return P.result("sgd", W, b, epoch, True, "gradient_mapping")
         if P.check_separable(epoch, W, b, every=1):
             return P.result("sgd", W, b, epoch, False, "separable")
-        lr *= 1.25
+        if variance_reduction:  # the next epoch's backtracking shrinks it back if too long;
+            lr *= 1.25  # the plain decaying step has no such test and must not grow
     return P.result("sgd", W, b, P.max_iter, False, "max_iter")
