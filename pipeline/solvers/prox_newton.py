@@ -74,22 +74,13 @@ def prox_newton(P: Problem, W, b, *, sample: int | None = None,
             sample_rows += Xs.shape[0]
         last_residual = residual
         Wn, bn = _model_minimiser(H, W, b, G, gb, a1, max(1e-15, 1e-4 * residual), max_sweeps)
-        dW, db = Wn - W, bn - b
-        decrease = float(np.vdot(G, dW) + np.vdot(gb, db))
+        decrease = float(np.vdot(G, Wn - W) + np.vdot(gb, bn - b))
         if a1:
             decrease += a1 * float(np.abs(Wn).sum() - np.abs(W).sum())
-        G_new, gb_new = np.empty_like(W), np.empty_like(b)
         # Below F's rounding the function values cannot judge a step: take the Newton step and
         # let the subgradient residual (still meaningful there) decide when to stop.
         exact = -decrease <= 1e-12 * abs(F)
-        t = 1.0
-        while True:
-            W_t, b_t = W + t * dW, b + t * db
-            f_t = P.f_grad(W_t, b_t, G_new, gb_new)
-            F_t = P.F_from_f(f_t, W_t)
-            if exact or F_t <= F + 1e-4 * t * decrease or t < 1e-6:
-                break
-            t *= 0.5
+        W_t, b_t, F_t, G_new, gb_new = _line_search(P, W, b, Wn - W, bn - b, F, decrease, exact)
         stalled = stalled + 1 if exact else 0
         if ((not exact and F_t > F) or stalled > 8
                 or (exact and P.residual(W_t, b_t, G_new, gb_new) >= residual)):
@@ -102,6 +93,19 @@ def prox_newton(P: Problem, W, b, *, sample: int | None = None,
         if P.check_separable(it, W, b, every=1):
             return _done(P, W, b, it, False, "separable", sample_rows)
     return _done(P, W, b, P.max_iter, False, "max_iter", sample_rows)
+
+
+def _line_search(P: Problem, W, b, dW, db, F: float, decrease: float, exact: bool):
+    """Armijo backtracking on F from the full step (just the full step when ``exact``);
+    returns the point, its F and the gradient of f there."""
+    G_new, gb_new = np.empty_like(W), np.empty_like(b)
+    t = 1.0
+    while True:
+        W_t, b_t = W + t * dW, b + t * db
+        F_t = P.F_from_f(P.f_grad(W_t, b_t, G_new, gb_new), W_t)
+        if exact or F_t <= F + 1e-4 * t * decrease or t < 1e-6:
+            return W_t, b_t, F_t, G_new, gb_new
+        t *= 0.5
 
 
 def _model_minimiser(H, W, b, G, gb, a1: float, tol: float, max_sweeps: int):
