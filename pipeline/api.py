@@ -88,7 +88,8 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
             result.classes, result.dtype = classes, dtype
             return result
     W, b = objective.zeros()
-    result = SOLVERS[chosen].fn(problem, W, b, **options)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow: a NonFiniteError says it
+        result = SOLVERS[chosen].fn(problem, W, b, **options)
     result.classes = classes
     result.dtype = dtype
     return result

@@ -122,7 +122,8 @@ def evaluate(result: Any, data: datamod.Dataset) -> tuple[dict[str, float], dict
 def solver_facts(result: Any, reg: str) -> dict[str, float]:
     """What the solver did, as metrics (``fit_time_s`` is the one that differs per run)."""
     facts = {"final_objective": result.objective, "final_data_loss": result.loss,
-             "final_penalty": result.penalty, "n_iter": result.n_iter,
+             "final_penalty": result.penalty, "final_residual": result.residual,
+             "n_iter": result.n_iter,
              "n_passes": result.n_passes, "fit_time_s": result.time_s,
              "converged": float(bool(result.converged)), "n_weights": int(np.size(result.W))}
     if reg in ("l1", "elasticnet"):

@@ -136,7 +136,7 @@ def load_prepared(folder: Path) -> Any:
 
 # ----------------------------------------------------------------------------- model files
 FIT_FIELDS = ("model", "reg", "lam", "l1_ratio", "solver", "objective", "loss", "penalty",
-              "n_iter", "n_passes", "converged", "criterion", "warnings", "dtype")
+              "n_iter", "n_passes", "converged", "criterion", "warnings", "dtype", "residual")
 
 
 def save_model(result: Any, out: Path) -> None:
@@ -161,8 +161,8 @@ def load_model(folder: Path) -> Any:
                 raise ValueError(f"no {name}.npy")
     except (OSError, ValueError) as err:
         raise _missing(folder, err, "train") from None
-    for k in ("objective", "loss", "penalty"):  # non-finite values are stored as null
-        fit[k] = float("nan") if fit[k] is None else fit[k]
+    for k in ("objective", "loss", "penalty", "residual"):  # non-finite values: null
+        fit[k] = float("nan") if fit.get(k) is None else fit[k]
     classes = folder / "classes.npy"
     return FitResult(
         W=np.load(folder / "W.npy"), b=np.load(folder / "b.npy"), time_s=float("nan"),
