@@ -170,16 +170,22 @@ def lbfgs(P: Problem, W, b, *, memory: int = 10) -> FitResult:
 
     res, separated = run_lbfgsb(P, fun, pack(*A.from_wb(W, b)), to_wb, memory,
                                 gtol=A.tol_v(P.tol), residual_of=residual_of)
+    return finish_lbfgsb(P, A, "lbfgs", res, separated, to_wb, residual_of, "gradient")
+
+
+def finish_lbfgsb(P: Problem, A, name: str, res, separated, to_wb, residual_of,
+                  criterion: str) -> FitResult:
+    """The FitResult of an L-BFGS-B run in ``A``'s coordinates: the separable stop, the
+    verdict, and a Newton polish when L-BFGS-B stopped short of ``tol`` (lbfgs, split_lbfgs)."""
     if separated is not None:
-        return P.result("lbfgs", separated[0], separated[1], len(P.history), False, "separable")
+        return P.result(name, separated[0], separated[1], len(P.history), False, "separable")
     Wx, bx = to_wb(res.x)
-    converged, criterion = lbfgsb_verdict(res, "gradient")
+    converged, verdict = lbfgsb_verdict(res, criterion)
     n_iter = int(res.nit)
     if converged and residual_of(res) > P.tol:
         Wx, bx, steps = newton_polish(P, A, Wx, bx)
         n_iter += steps
-    return P.result("lbfgs", Wx.copy(), bx.copy(), n_iter, converged, criterion,
-                    near_ok=True)
+    return P.result(name, Wx.copy(), bx.copy(), n_iter, converged, verdict, near_ok=True)
 
 
 def _cg(P, W, b, g: np.ndarray, tol: float, max_cg: int) -> np.ndarray:

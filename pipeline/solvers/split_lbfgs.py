@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._problem import FitResult, Problem
-from .second_order import lbfgsb_verdict, newton_polish, problem_affine, run_lbfgsb
+from .second_order import finish_lbfgsb, problem_affine, run_lbfgsb
 
 
 def split_lbfgs(P: Problem, W, b, *, memory: int = 10) -> FitResult:
@@ -49,14 +49,5 @@ def split_lbfgs(P: Problem, W, b, *, memory: int = 10) -> FitResult:
     bounds = [(0.0, None)] * (2 * km) + [(None, None)] * m
     res, separated = run_lbfgsb(P, fun, x0, parts, memory, bounds, gtol=A.tol_v(P.tol),
                                 residual_of=residual_of)
-    if separated is not None:
-        return P.result("split_lbfgs", separated[0], separated[1], len(P.history), False,
-                        "separable")
-    Wx, bx = parts(res.x)
-    converged, criterion = lbfgsb_verdict(res, "subgradient")
-    n_iter = int(res.nit)
-    if converged and residual_of(res) > P.tol:
-        Wx, bx, steps = newton_polish(P, A, Wx, bx)
-        n_iter += steps
-    return P.result("split_lbfgs", Wx, bx.copy(), n_iter, converged, criterion,
-                    near_ok=True)
+    return finish_lbfgsb(P, A, "split_lbfgs", res, separated, parts, residual_of,
+                         "subgradient")
