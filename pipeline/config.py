@@ -227,6 +227,9 @@ def validate(config: Config) -> None:
         raise ConfigError(f"dataset.val_size + dataset.test_size = {d.val_size + d.test_size} "
                           "leaves no training data; allowed: a sum below 0.95")
     _allowed("backend.dtype", config.backend.dtype, DTYPES)
+    if not config.tracking.experiment.strip():
+        raise ConfigError("tracking.experiment='' names no experiment; allowed: a non-empty "
+                          "name (default linear-models)")
     if config.backend.threads is not None:
         _range("backend.threads", config.backend.threads, 1)
     if d.source == "sklearn":

@@ -200,7 +200,8 @@ def check_targets(model: str, y, n_samples: int) -> tuple[np.ndarray, np.ndarray
         raise TypeError(f"y mixes label types ({sorted({type(v).__name__ for v in y})}); "
                         "use one type for every label") from None
     if classes.size < 2:
-        raise ValueError(f"y has only one class ({classes[0]!r}); a classifier needs at least 2")
+        raise ValueError(f"y has only one class ({classes.tolist()[0]!r}); a classifier needs "
+                         "at least 2")
     if model == "logistic" and classes.size != 2:
         raise ValueError(f"logistic needs exactly 2 classes; y has {classes.size} "
                          f"({classes[:10].tolist()}): use model=softmax or model=ovr")

@@ -97,6 +97,16 @@ def test_bad_types_keys_and_options_fail_while_composing(override, words):
     (["reg=elasticnet", "reg.l1_ratio=2"], ["reg.l1_ratio=2", "[0.0, 1.0]"]),
     (["dataset.test_size=0.5", "dataset.val_size=0.5"], ["val_size", "test_size"]),
     (["backend.dtype=float16"], ["backend.dtype", "float16", "float32"]),
+    (["+solver.bogus=1"], ["solver.bogus", "not an option of solver=auto", "max_iter"]),
+    (["solver=sgd", "+solver.momentum=0.9"], ["solver.momentum", "solver=sgd", "batch_size"]),
+    (["+dataset.shuffle=true"], ["dataset.shuffle", "val_size"]),
+    (["+verbose=1"], ["verbose", "is not a setting", "tracking"]),
+    (["reg.lam=inf"], ["reg.lam=inf", "finite"]),
+    (["reg.lam=nan"], ["reg.lam=nan", "finite"]),
+    (["solver=sgd", "solver.batch_size=0"], ["solver.batch_size=0", ">= 1"]),
+    (["solver=gd", "solver.step_rule=armijo"], ["solver.step_rule='armijo'", "backtracking"]),
+    (["solver=newton", "solver.hessian_sample=0"], ["solver.hessian_sample=0", ">= 1"]),
+    (["tracking.experiment="], ["tracking.experiment", "non-empty"]),
 ])
 def test_impossible_values_and_combinations_name_field_value_and_allowed(override, words):
     with pytest.raises(cfgmod.ConfigError) as err:
@@ -114,3 +124,12 @@ def test_load_accepts_a_plain_dict_and_picks_the_subclass_schemas():
     assert isinstance(cfg.solver, cfgmod.SGDConfig) and cfg.solver.batch_size == 16
     assert runtime.parent_run_id is None and "synth_binary" in runtime.config_yaml
     assert dataclasses.asdict(cfg)["reg"]["lam"] == 0.1
+
+
+def test_a_parameter_without_effect_warns_once():
+    from pipeline.solvers import IgnoredParameterWarning
+
+    with pytest.warns(IgnoredParameterWarning, match="reg.l1_ratio=0.3 has no effect"):
+        compose(["reg=l2", "reg.l1_ratio=0.3"])
+    with pytest.warns(IgnoredParameterWarning, match="reg.lam=0.5 has no effect with reg=none"):
+        compose(["reg=none", "reg.lam=0.5"])
