@@ -70,6 +70,9 @@ def cli() -> int:
         main()
     except KeyboardInterrupt as err:
         return experiment.report(err)
+    except cfgmod.SweepRejected as err:  # a sweep job's config, checked before any job runs
+        print(experiment.one_line(err), file=sys.stderr)
+        return experiment.EXIT_USER_ERROR
     except (OverrideParseException, ConfigCompositionException) as err:
         if debugging:
             raise

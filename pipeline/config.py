@@ -51,6 +51,11 @@ class ConfigError(ValueError):
     """A configuration that cannot run; raised before any MLflow run starts."""
 
 
+class SweepRejected(BaseException):
+    """A sweep job's configuration cannot run. A BaseException on purpose: Hydra turns an
+    ``Exception`` from a callback into a warning and starts the sweep anyway."""
+
+
 # The schema of each solver with options of its own (the registry's dataclass).
 SOLVER_SCHEMAS: dict[str, type] = {name: spec.options for name, spec in SOLVER_REGISTRY.items()
                                    if spec.options is not SolverConfig}
@@ -323,6 +328,35 @@ def load(cfg: DictConfig | dict[str, Any]) -> tuple[Config, Runtime]:
     validate(config)
     warn_ineffective(config, runtime.overrides)
     return config, runtime
+
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def check_sweep(cfg: DictConfig) -> None:
+    """Compose and check every job of a multirun sweep before its first job (or its parent
+    run) starts: a bad value in the fourth job must not cost three runs and a FAILED parent.
+    Raises ``SweepRejected`` naming the job.
+
+    Only for Hydra's basic sweeper (the grid ``-m a=1,2 b=x,y``), whose job list is known up
+    front; other sweepers choose their jobs as they go.
+    """
+    from hydra import compose
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if OmegaConf.select(cfg, "hydra.sweeper._target_") != BASIC_SWEEPER:
+        return
+    parsed = OverridesParser.create().parse_overrides(list(cfg.hydra.overrides.task))
+    for batch in BasicSweeper.split_arguments(parsed, None):
+        for job in batch:
+            try:
+                with warnings.catch_warnings():  # each job warns for itself when it runs
+                    warnings.simplefilter("ignore")
+                    load(compose(config_name="config", overrides=list(job)))
+            except ConfigError as err:
+                raise SweepRejected(f"sweep job [{' '.join(job)}]: {err}; no job was run") \
+                    from None
 
 
 def _unknown_key(cfg: Any, schema: Any, prefix: str = "") -> str | None:

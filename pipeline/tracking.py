@@ -416,6 +416,9 @@ class ParentRunCallback(Callback):
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         from mlflow.tracking import MlflowClient
 
+        from pipeline.config import check_sweep
+
+        check_sweep(config)  # every job's config, before the store or the parent run
         self.uri = resolve_uri(config.tracking.uri)
         try:
             check_store(self.uri)

@@ -201,6 +201,9 @@ CLI_CASES = [
     Case("file-without-path", ["dataset=file"], ["dataset.path"]),
     Case("negative-seed", ["seed=-1"], ["seed=-1", ">= 0"]),
     Case("output-folder", ["hydra.run.dir=/proc/nope"], ["/proc/nope", "hydra.run.dir"]),
+    Case("sweep-with-one-bad-job", ["-m", "reg.lam=0.1,-1", "hydra.sweep.dir=sweep"],
+         ["sweep job [reg.lam=-1", "reg.lam=-1.0", "no job was run"]),
+    Case("empty-experiment-name", ["tracking.experiment="], ["tracking.experiment"]),
     # data files
     Case("missing-file", [*FILE, "dataset.path={files}/nope.csv"], ["nope.csv", "no such file"],
          group="data"),
