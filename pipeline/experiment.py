@@ -140,6 +140,28 @@ def check_store(config: cfgmod.Config) -> str:
     return uri
 
 
+def run_name(config: cfgmod.Config) -> str:
+    """The user's ``run_name``, else a default that tells runs of one sweep apart.
+
+    ``<model>-<reg>[-lam<lam>][-r<l1_ratio>]-<dataset>``, e.g.
+    ``softmax-elasticnet-lam0.001-r0.3-digits``; a user file is named by its stem
+    (``dataset.path=data/houses.csv`` -> ``houses``), since every file dataset is called
+    ``file``. Why: the UI's runs table shows names first, and a lambda sweep whose children all
+    read ``logistic-l2-breast_cancer`` cannot be read without opening each run.
+    """
+    if config.run_name:
+        return config.run_name
+    parts = [config.model.name, config.reg.name]
+    if config.reg.name != "none":
+        parts.append(f"lam{config.reg.lam:g}")
+    if config.reg.name == "elasticnet":
+        parts.append(f"r{config.reg.l1_ratio:g}")
+    path = getattr(config.dataset, "path", None)
+    parts.append(Path(path).stem if config.dataset.source == "file" and path
+                 else config.dataset.name)
+    return "-".join(parts)
+
+
 def data_tags(data: datamod.Dataset) -> dict[str, str]:
     return {"dataset.name": data.name, "dataset.digest": data.digest, "task": data.task}
 

@@ -57,7 +57,7 @@ def run(config: cfgmod.Config, runtime: cfgmod.Runtime | None = None,
     out_dir = Path(runtime.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     uri = experiment.check_store(config)  # the last check: after it, a run opens
-    name = config.run_name or f"{config.model.name}-{config.reg.name}-{config.dataset.name}"
+    name = experiment.run_name(config)
     tags = {**experiment.data_tags(data), "hydra.overrides": " ".join(runtime.overrides),
             **tracking.git_facts(tracking.project_root())}
     if runtime.job_num is not None:

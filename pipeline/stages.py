@@ -140,7 +140,7 @@ def train(params: Path = PARAMS) -> str:
     tracking.preload()
     data = load_prepared(PREPARED)
     uri = experiment.check_store(config)  # the last check: after it, a run opens
-    name = config.run_name or f"{config.model.name}-{config.reg.name}-{data.name}"
+    name = experiment.run_name(config)
     tags = {**experiment.data_tags(data), "dvc.stages": "train", **lineage_tags("train")}
     with experiment.opened(uri, config, name, tags) as tr:
         show = config.tracking.progress and sys.stderr.isatty()

@@ -50,7 +50,7 @@ from pipeline.store import (
 __all__ = ["ParentRunCallback", "RunInterrupted", "StoreError", "Tracker", "artifact_location",
            "check_store", "current_run_id", "ensure_experiment", "find_run", "git_facts",
            "handle_signals", "last_run", "preload", "project_root", "resolve_uri", "run_tags",
-           "save_model_npz", "store_lock", "ui_command"]
+           "save_model_npz", "store_lock", "sweep_name", "ui_command"]
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
@@ -398,6 +398,23 @@ def save_model_npz(path: Path, task: str, W: np.ndarray, b: np.ndarray, scaler: 
 
 
 # ----------------------------------------------------------------------------- multirun
+SWEEP_NAME_MAX = 100  # characters: the UI's name column shows about this much
+
+
+def sweep_name(overrides: list[str]) -> str:
+    """The parent run's name: ``sweep`` and what the sweep varies, e.g.
+    ``sweep model=logistic,softmax reg.lam=0.1,1``.
+
+    Where the runs go and how Hydra launches them (``tracking.*``, ``hydra*``) say nothing about
+    the experiment and are left out (the full list stays in the ``hydra.overrides`` tag); a
+    long list is cut at ``SWEEP_NAME_MAX`` characters.
+    """
+    said = [o for o in overrides
+            if not o.lstrip("+~").startswith(("tracking.", "tracking=", "hydra"))]
+    name = " ".join(["sweep", *said]) if said else f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    return name if len(name) <= SWEEP_NAME_MAX else name[:SWEEP_NAME_MAX - 3] + "..."
+
+
 class ParentRunCallback(Callback):
     """Hydra callback: one parent run per sweep; the store is created here, once.
 
@@ -431,8 +448,9 @@ class ParentRunCallback(Callback):
                 **git_facts(project_root()), **run_status.process_tags()}
         end_dead_runs(self.uri, exp_id)
         run = MlflowClient(self.uri).create_run(
-            exp_id, run_name=f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}", tags=tags)
+            exp_id, run_name=sweep_name(list(config.hydra.overrides.task)), tags=tags)
         self.run_id = run.info.run_id
+        print(f"sweep parent run {self.run_id} in {self.uri}", flush=True)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_RUN_FILE).write_text(self.run_id)
         os.environ[PARENT_RUN_ENV] = self.run_id

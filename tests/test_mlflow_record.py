@@ -1,0 +1,69 @@
+"""The MLflow record as a user reads it, read back through ``MlflowClient``: run names that
+tell runs apart, the sweep's parent named after its overrides, the training data as a dataset
+input, ``--help`` listing the user-facing groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import experiment, run, tracking
+from pipeline.config import Runtime
+from tests.conftest import compose, runs_of
+
+
+def _run(store: str, tmp_path: Path, overrides: list[str]):
+    config = compose([*overrides, f"tracking.uri={store}", "tracking.progress=false",
+                      "tracking.log_model=false", "tracking.log_plots=false"])
+    return run.run(config, Runtime(output_dir=str(tmp_path / "out")), quiet=True)
+
+
+@pytest.mark.parametrize("overrides, name", [
+    (["model=logistic", "reg=l1", "reg.lam=0.01"], "logistic-l1-lam0.01-breast_cancer"),
+    (["model=softmax", "dataset=digits", "reg=elasticnet", "reg.lam=1e-3", "reg.l1_ratio=0.3"],
+     "softmax-elasticnet-lam0.001-r0.3-digits"),
+    (["model=linear", "dataset=file", "dataset.path=data/houses.csv", "dataset.target=[y]",
+      "reg.lam=0.1"], "linear-l2-lam0.1-houses"),
+    (["model=logistic", "reg=none"], "logistic-none-breast_cancer"),
+    (["run_name=mine", "reg.lam=0.5"], "mine"),
+])
+def test_default_run_names_tell_runs_apart(overrides, name):
+    assert experiment.run_name(compose(overrides)) == name
+
+
+def test_a_file_run_is_named_by_the_files_stem_in_the_store(store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    path = tmp_path / "houses.csv"
+    path.write_text("a,b,y\n" + "\n".join(f"{a},{b},{a - b}" for a, b in X))
+    res = _run(store, tmp_path, ["model=linear", "dataset=file", f"dataset.path={path}",
+                                 "dataset.target=[y]", "reg.lam=0.1"])
+    got = MlflowClient(store).get_run(res.run_id)
+    assert got.info.run_name == "linear-l2-lam0.1-houses"
+
+
+def test_sweep_name_keeps_what_the_sweep_varies_and_is_cut():
+    name = tracking.sweep_name(["model=logistic,softmax", "reg.lam=0.1,1",
+                                "tracking.uri=sqlite:////tmp/x.db", "hydra/launcher=joblib"])
+    assert name == "sweep model=logistic,softmax reg.lam=0.1,1"
+    long = tracking.sweep_name([f"reg.lam={','.join(str(i) for i in range(100))}"])
+    assert len(long) <= tracking.SWEEP_NAME_MAX and long.startswith("sweep reg.lam=0,1,2")
+
+
+@pytest.mark.slow
+def test_a_lambda_sweeps_children_have_distinct_names_and_the_parent_is_printed(cli, store):
+    res = cli("-m", "reg.lam=0.01,0.1", "solver.max_iter=50", "tracking.progress=false",
+              "tracking.log_model=false", "tracking.log_plots=false", f"tracking.uri={store}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = runs_of(store)
+    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(c.info.run_name for c in children) == [
+        "logistic-l2-lam0.01-breast_cancer", "logistic-l2-lam0.1-breast_cancer"]
+    assert parent.info.run_name == "sweep reg.lam=0.01,0.1 solver.max_iter=50"
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("sweep parent run")]
+    assert lines == [f"sweep parent run {parent.info.run_id} in {store}"]
