@@ -356,6 +356,26 @@ class Tracker:
         for path in paths:
             mlflow.log_artifact(str(path), folder)
 
+    def log_dataset(self, name: str, digest: str, features: dict[str, np.ndarray] | np.ndarray,
+                    targets: dict[str, np.ndarray] | np.ndarray, source: str | None) -> None:
+        """The training data as the run's dataset input (context ``training``): the UI's
+        Dataset column and its schema/profile panel.
+
+        Only metadata goes to the store (name, our ``digest``, schema, shapes), no data: with
+        ``digest`` given MLflow hashes nothing itself. ``source`` is the user's file, else the
+        code (a bundled or synthetic dataset) made it.
+        """
+        _mlflow()  # waits for the preload thread
+        import mlflow.data
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+
+        src: Any = source or CodeDatasetSource({"mlflow.source.name": f"pipeline:{name}"})
+        with warnings.catch_warnings():  # a path matches two registered "local" source kinds
+            warnings.filterwarnings("ignore", message=".*interpreted in multiple ways")
+            dataset = mlflow.data.from_numpy(features, source=src, targets=targets, name=name,
+                                             digest=digest)
+        mlflow.log_input(dataset, context="training")
+
     def log_model(self, npz: Path, X_example, y_example) -> str:
         """The numpy-only pyfunc (models from code) with signature and input example."""
         import pandas as pd

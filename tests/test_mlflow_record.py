@@ -65,5 +65,66 @@ def test_a_lambda_sweeps_children_have_distinct_names_and_the_parent_is_printed(
     assert sorted(c.info.run_name for c in children) == [
         "logistic-l2-lam0.01-breast_cancer", "logistic-l2-lam0.1-breast_cancer"]
     assert parent.info.run_name == "sweep reg.lam=0.01,0.1 solver.max_iter=50"
+    assert all(_dataset_input(store, c.info.run_id).name == "breast_cancer" for c in children)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("sweep parent run")]
     assert lines == [f"sweep parent run {parent.info.run_id} in {store}"]
+
+
+def _dataset_input(store: str, run_id: str):
+    from mlflow.tracking import MlflowClient
+
+    inputs = MlflowClient(store).get_run(run_id).inputs.dataset_inputs
+    assert len(inputs) == 1, inputs
+    (tag,) = [t for t in inputs[0].tags if t.key == "mlflow.data.context"]
+    assert tag.value == "training"
+    return inputs[0].dataset
+
+
+def test_every_run_logs_its_training_split_as_a_dataset_input(store, tmp_path):
+    import json
+
+    res = _run(store, tmp_path, ["model=softmax", "dataset=iris", "reg.lam=0.1"])
+    ds = _dataset_input(store, res.run_id)
+    assert ds.name == "iris" and len(ds.digest) == 16
+    schema = json.loads(json.loads(ds.schema)["mlflow_tensorspec"]["features"])
+    assert [c["name"] for c in schema] == res.data.feature_names
+    profile = json.loads(ds.profile)
+    n_train = len(res.data.y["train"])
+    assert {v[0] for v in profile["features_shape"].values()} == {n_train}
+    # the digest is the training split's: another split (seed) gives another digest
+    other = _run(store, tmp_path, ["model=softmax", "dataset=iris", "reg.lam=0.1", "seed=1"])
+    assert _dataset_input(store, other.run_id).digest != ds.digest
+    again = _run(store, tmp_path, ["model=softmax", "dataset=iris", "reg.lam=1"])
+    assert _dataset_input(store, again.run_id).digest == ds.digest
+
+
+def test_a_file_dataset_input_names_the_file(store, tmp_path):
+    path = tmp_path / "houses.csv"
+    path.write_text("a,b,y\n" + "\n".join(f"{i},{i % 7},{2 * i}" for i in range(60)))
+    res = _run(store, tmp_path, ["model=linear", "dataset=file", f"dataset.path={path}",
+                                 "dataset.target=[y]"])
+    ds = _dataset_input(store, res.run_id)
+    assert ds.name == "houses" and ds.source_type == "local" and str(path) in ds.source
+
+
+def test_the_dvc_train_stage_logs_the_dataset_input_and_the_default_name(store, tmp_path,
+                                                                         monkeypatch):
+    """The stages in-process in a scratch folder (the real ``dvc`` is tests/test_dvc.py's)."""
+    import yaml
+
+    from pipeline import stages
+    from tests.conftest import REPO
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["tracking"].update(uri=store, log_model=False, log_plots=False, progress=False)
+    params["reg"]["lam"] = 0.05
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    stages.prepare()
+    run_id = stages.train()
+    from mlflow.tracking import MlflowClient
+
+    assert MlflowClient(store).get_run(run_id).info.run_name == (
+        f"{params['model']['name']}-l2-lam0.05-{params['dataset']['name']}")
+    ds = _dataset_input(store, run_id)
+    assert ds.name == params["dataset"]["name"] and len(ds.digest) == 16
