@@ -365,15 +365,15 @@ class Tracker:
         ``digest`` given MLflow hashes nothing itself. ``source`` is the user's file, else the
         code (a bundled or synthetic dataset) made it.
         """
-        _mlflow()  # waits for the preload thread
-        import mlflow.data
+        mlflow = _mlflow()
         from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.numpy_dataset import from_numpy
 
         src: Any = source or CodeDatasetSource({"mlflow.source.name": f"pipeline:{name}"})
         with warnings.catch_warnings():  # a path matches two registered "local" source kinds
             warnings.filterwarnings("ignore", message=".*interpreted in multiple ways")
-            dataset = mlflow.data.from_numpy(features, source=src, targets=targets, name=name,
-                                             digest=digest)
+            dataset = from_numpy(features, source=src, targets=targets, name=name,
+                                 digest=digest)
         mlflow.log_input(dataset, context="training")
 
     def log_model(self, npz: Path, X_example, y_example) -> str:
