@@ -42,19 +42,29 @@ EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + signal number, as shells report th
 
 # ----------------------------------------------------------------------------- the fit
 class Progress:
-    """The fit callback: drives the tqdm bar and buffers per-step metrics for batched logging.
+    """The fit callback: drives the progress bar and buffers per-step metrics for batched logging.
 
     The core calls ``progress(step, objective, loss)``; when it also passes the current
     ``W, b`` the validation score of that step is computed and logged too.
+
+    The bar counts steps with no total: the solvers stop on a tolerance, long before
+    ``max_iter`` as a rule, so a ``max_iter`` total drew a bar stuck near 0% with an ETA of
+    hours. It shows the current objective, the tolerance and the step limit instead. No bar
+    when stderr is not a terminal: in a log file or a captured stream it is only noise.
     """
 
-    def __init__(self, tracker: Any, data: datamod.Dataset, total: int, show: bool):
+    def __init__(self, tracker: Any, data: datamod.Dataset, show: bool,
+                 tol: float | None = None, max_iter: int | None = None):
         from tqdm.auto import tqdm
 
         self.tracker, self.data = tracker, data
         self.val_name = metrics.STEP_METRIC[data.task]
-        self.bar = tqdm(total=total, desc="fit", unit="step", disable=not show, file=sys.stderr,
-                        dynamic_ncols=True, leave=False)
+        limits = [f"tol={tol:g}"] if tol is not None else []
+        limits += [f"max {max_iter}"] if max_iter is not None else []
+        self.limits = ", ".join(limits)
+        self.bar = tqdm(total=None, desc="fit", unit="step", file=sys.stderr,
+                        disable=not (show and _is_terminal(sys.stderr)), dynamic_ncols=True,
+                        leave=False)
         self.steps = 0
         self._last_post = 0.0
 
@@ -70,11 +80,20 @@ class Progress:
         self.bar.update(1)
         now = time.monotonic()
         if now - self._last_post > 0.1:
-            self.bar.set_postfix_str(f"F={objective:.6g}", refresh=False)
+            self.bar.set_postfix_str(", ".join(filter(None, [f"F={objective:.6g}",
+                                                             self.limits])), refresh=False)
             self._last_post = now
 
     def close(self) -> None:
         self.bar.close()
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except (ValueError, OSError):  # a closed stream
+        return False
 
 
 def fit(config: cfgmod.Config, data: datamod.Dataset, callback: Any) -> Any:
@@ -233,7 +252,7 @@ def log_fit(tr: Any, config: cfgmod.Config, data: datamod.Dataset, show: bool,
     tr.log_params(cfgmod.flatten(config))
     tr.log_text(config_yaml or cfgmod.to_yaml(config), "config.yaml")
     tr.log_dataset(**training_input(config, data))
-    progress = Progress(tr, data, config.solver.max_iter, show)
+    progress = Progress(tr, data, show, config.solver.tol, config.solver.max_iter)
     try:
         result = fit(config, data, progress)
     finally:

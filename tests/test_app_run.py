@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
 import numpy as np
 import pytest
 
@@ -77,7 +80,7 @@ def test_progress_logs_a_validation_score_when_the_core_passes_the_weights():
             self.steps.append((step, values))
 
     stub = Stub()
-    progress = run.Progress(stub, d, total=10, show=False)
+    progress = run.Progress(stub, d, show=False)
     progress(1, 0.9, 0.8)  # the contract's (step, F, L)
     W, b = np.zeros((d.X["train"].shape[1], 3)), np.array([0.0, 5.0, 0.0])
     progress(2, 0.7, 0.6, W, b)  # a core that also passes W, b
@@ -86,3 +89,40 @@ def test_progress_logs_a_validation_score_when_the_core_passes_the_weights():
     step, values = stub.steps[1]
     acc = np.mean(d.y["val"] == 1)
     assert step == 2 and values["step_val_accuracy"] == pytest.approx(acc)
+
+
+class _Stream(io.StringIO):
+    """A captured stderr that says whether it is a terminal."""
+
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_the_bar_is_drawn_on_a_terminal_only_and_has_no_max_iter_total(monkeypatch, tty):
+    from pipeline import data
+    from pipeline.config import DatasetConfig
+
+    d = data.load(DatasetConfig(name="iris", task="multiclass"), "softmax", 0)
+
+    class Stub:
+        def add_step(self, step, values):
+            pass
+
+    stream = _Stream(tty)
+    monkeypatch.setattr(sys, "stderr", stream)
+    progress = run.Progress(Stub(), d, show=True, tol=1e-7, max_iter=1000)
+    for i in range(3):
+        progress(i, 0.5 / (i + 1), 0.4)
+    progress.bar.refresh()
+    drawn = stream.getvalue()
+    progress.close()
+    if not tty:
+        assert stream.getvalue() == ""  # a log file or a captured stream: no bar at all
+        return
+    assert "fit" in drawn and "F=0.5" in drawn and "tol=1e-07" in drawn and "max 1000" in drawn
+    assert "/1000" not in drawn and "%|" not in drawn  # no total, no percentage, no ETA
