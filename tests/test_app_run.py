@@ -126,3 +126,41 @@ def test_the_bar_is_drawn_on_a_terminal_only_and_has_no_max_iter_total(monkeypat
         return
     assert "fit" in drawn and "F=0.5" in drawn and "tol=1e-07" in drawn and "max 1000" in drawn
     assert "/1000" not in drawn and "%|" not in drawn  # no total, no percentage, no ETA
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # 20 gd steps do not converge
+def test_fit_time_excludes_numba_compiling_inside_the_solvers_window(monkeypatch):
+    """A kernel compiled during the fit (here: a fresh jitted function the callback calls on
+    its first step, so inside the solver's timed window) counts as compile time, not fit time."""
+    import time
+
+    import numba
+
+    import pipeline
+    from pipeline import data, experiment
+    from pipeline.config import DatasetConfig
+
+    d = data.load(DatasetConfig(name="iris", task="multiclass"), "softmax", 0)
+    raw: list[float] = []
+    core = pipeline.fit
+
+    def recording(*args, **kwargs):
+        res = core(*args, **kwargs)
+        raw.append(res.time_s)
+        return res
+
+    monkeypatch.setattr(pipeline, "fit", recording)
+    compiled: list[float] = []
+
+    def callback(step, objective, loss, *rest):
+        if not compiled:
+            t = time.perf_counter()
+            numba.njit(cache=False)(lambda x: x * 2.0 + 1.0)(np.ones(3))
+            compiled.append(time.perf_counter() - t)
+
+    config = compose(["model=softmax", "dataset=iris", "solver=gd", "solver.max_iter=20"])
+    res = experiment.fit(config, d, callback)
+    assert compiled and compiled[0] > 0.01
+    assert res.compile_time_s >= 0.9 * compiled[0]
+    assert raw[0] - res.time_s == pytest.approx(compiled[0], rel=0.1, abs=0.01)
+    assert experiment.solver_facts(res, "l2")["compile_time_s"] == res.compile_time_s

@@ -44,6 +44,7 @@ def test_a_file_run_is_named_by_the_files_stem_in_the_store(store, tmp_path):
                                  "dataset.target=[y]", "reg.lam=0.1"])
     got = MlflowClient(store).get_run(res.run_id)
     assert got.info.run_name == "linear-l2-lam0.1-houses"
+    assert got.data.metrics["compile_time_s"] >= 0 and "fit_time_s" in got.data.metrics
 
 
 def test_sweep_name_keeps_what_the_sweep_varies_and_is_cut():
