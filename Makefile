@@ -1,19 +1,40 @@
 # Every target bootstraps .venv itself: `make test` / `make run` work on a fresh clone.
+# .venv holds exactly the versions in uv.lock (with their hashes); `make lock` rewrites uv.lock.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+UV := $(BIN)/uv
 STAMP := $(VENV)/.installed
 export PYTHONHASHSEED := 0
+# uv: the project's .venv, this machine's python3 (never a downloaded one), copies rather than
+# hard links (its cache may lie on another file system).
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
 
-.PHONY: setup run repro test lint bench bench-startup clean
+.PHONY: setup lock run repro test lint bench bench-startup clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# uv itself (and pip), at the version and hashes uv.lock records for them (`make lock` writes
+# requirements-bootstrap.txt from uv.lock).
+$(UV): requirements-bootstrap.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements-bootstrap.txt
+	touch $(UV)
+
+# --locked: stop with an error if uv.lock no longer matches pyproject.toml (run `make lock`).
+# The cuda extra is locked too but not installed here (`uv sync --locked --extra dev --extra cuda`).
+$(STAMP): $(UV) pyproject.toml uv.lock
+	$(UV) sync --locked --extra dev
 	touch $(STAMP)
+
+# Re-resolve after a change to pyproject.toml, keeping every locked version that still fits;
+# `make lock UPGRADE=--upgrade` (or UPGRADE="--upgrade-package numba") moves versions on.
+lock: $(UV)
+	$(UV) lock $(UPGRADE)
+	$(UV) export -q --frozen --only-group tools --no-emit-project --format requirements-txt \
+		-o requirements-bootstrap.txt
 
 run: $(STAMP)
 	$(BIN)/python -m pipeline
