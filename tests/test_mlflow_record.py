@@ -129,3 +129,36 @@ def test_the_dvc_train_stage_logs_the_dataset_input_and_the_default_name(store, 
         f"{params['model']['name']}-l2-lam0.05-{params['dataset']['name']}")
     ds = _dataset_input(store, run_id)
     assert ds.name == params["dataset"]["name"] and len(ds.digest) == 16
+
+
+GROUPS = ("dataset", "model", "reg", "solver", "backend", "tracking")
+
+
+def _expand(word: str) -> list[str]:
+    """``synth_{a,b}`` -> ``synth_a synth_b`` (the help's shorthand)."""
+    if "{" not in word:
+        return [word]
+    head, rest = word.split("{", 1)
+    inner, tail = rest.split("}", 1)
+    return [head + part + tail for part in inner.split(",")]
+
+
+def test_help_lists_the_user_facing_groups_each_with_all_its_options(cli):
+    from tests.conftest import CONF
+
+    res = cli("--help", timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = res.stdout
+    assert "schema" not in text.lower()
+    lines = {ln.split()[0]: ln.split()[1:] for ln in text.splitlines()
+             if ln.startswith("  ") and ln.split() and ln.split()[0] in GROUPS}
+    assert set(lines) == set(GROUPS)
+    for group, words in lines.items():
+        named = {w for word in words for w in _expand(word)}
+        options = {p.stem for p in (CONF / group).glob("*.yaml")}
+        assert options <= named, (group, options - named)
+    examples = [ln.split("python -m pipeline", 1)[1].split("(")[0].split()
+                for ln in text.splitlines() if ln.startswith("  python -m pipeline")]
+    assert examples and any("-m" in e for e in examples)
+    for example in examples:  # every example composes (a sweep: its first job)
+        compose([w.split(",")[0] for w in example if w != "-m"])
