@@ -1,6 +1,8 @@
 """``python -m pipeline [overrides]``: Hydra parses the command line, ``run.run`` does the work.
 
 Thin on purpose: compose ``conf/`` -> ``config.load`` (typed, validated) -> ``run.run``.
+``--help`` prints ``conf/hydra/help/pipeline.yaml``: the user-facing groups, one line each
+(not the internal ``schema/*`` groups), the keys often set and examples.
 Importing ``pipeline.config`` registers the schemas before Hydra composes.
 
 Every user error ends the process with one ``error: ...`` line on stderr and exit code 2,

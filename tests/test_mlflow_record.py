@@ -74,7 +74,9 @@ def test_a_lambda_sweeps_children_have_distinct_names_and_the_parent_is_printed(
 def _dataset_input(store: str, run_id: str):
     from mlflow.tracking import MlflowClient
 
-    inputs = MlflowClient(store).get_run(run_id).inputs.dataset_inputs
+    run_inputs = MlflowClient(store).get_run(run_id).inputs
+    assert run_inputs is not None
+    inputs = run_inputs.dataset_inputs
     assert len(inputs) == 1, inputs
     (tag,) = [t for t in inputs[0].tags if t.key == "mlflow.data.context"]
     assert tag.value == "training"
