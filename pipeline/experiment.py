@@ -62,7 +62,7 @@ class Progress:
         limits = [f"tol={tol:g}"] if tol is not None else []
         limits += [f"max {max_iter}"] if max_iter is not None else []
         self.limits = ", ".join(limits)
-        self.bar = tqdm(total=None, desc="fit", unit="step", file=sys.stderr,
+        self.bar = tqdm(total=None, desc="fit", unit=" steps", file=sys.stderr,
                         disable=not (show and _is_terminal(sys.stderr)), dynamic_ncols=True,
                         leave=False)
         self.steps = 0

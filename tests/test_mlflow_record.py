@@ -59,7 +59,7 @@ def test_a_lambda_sweeps_children_have_distinct_names_and_the_parent_is_printed(
     res = cli("-m", "reg.lam=0.01,0.1", "solver.max_iter=50", "tracking.log_model=false",
               "tracking.log_plots=false", f"tracking.uri={store}")
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "fit:" not in res.stderr and "step/s" not in res.stderr  # not a terminal: no bar
+    assert "fit:" not in res.stderr and "steps/s" not in res.stderr  # not a terminal: no bar
     runs = runs_of(store)
     (parent,) = [r for r in runs if r.data.tags.get("sweep") == "parent"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
