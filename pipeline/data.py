@@ -209,7 +209,7 @@ def load(d: DatasetConfig, model: str, seed: int) -> Dataset:
         source = sources.bundled(d.name)
     X, y, features, targets, names = source
     _check_finite(X, y, features, targets)
-    _, classes = check_target(model, y, d.name, targets)
+    T, classes = check_target(model, y, d.name, targets)
     task = infer_task(model, classes, targets) if d.task == "auto" else d.task
     if model not in MODELS_FOR_TASK[task]:
         what = (f" with {len(np.unique(y))} classes" if task in ("binary", "multiclass")
@@ -219,7 +219,7 @@ def load(d: DatasetConfig, model: str, seed: int) -> Dataset:
                         f"allowed models: {', '.join(MODELS_FOR_TASK[task])}")
     if task in ("binary", "multiclass"):
         assert classes is not None
-        y_enc = np.searchsorted(classes, y).astype(np.int64)
+        y_enc = T[:, 0].astype(np.int64)  # check_targets' codes: indices into classes
     else:
         classes = None
         y_enc = y.astype(np.float64)

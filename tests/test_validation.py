@@ -90,9 +90,15 @@ def test_readme_solver_table_is_the_registry():
     assert between == solver_table()
 
 
-def test_registry_options_are_the_hydra_schemas():
-    from pipeline import config
-    from pipeline.solvers import SOLVERS
+def test_every_solver_default_passes_its_own_option_checks():
+    # A default outside its field's metadata (a typo in a range, a choice left out) would make
+    # the solver unusable with its own defaults, in the API and on the command line alike.
+    import dataclasses
+
+    from pipeline.solvers import SOLVERS, check_solver_options
 
     for name, spec in SOLVERS.items():
-        assert config.SOLVER_SCHEMAS.get(name, config.SolverConfig) is spec.options
+        defaults = {f: getattr(spec.options(), f) for f in spec.option_fields}
+        assert check_solver_options(name, defaults) == defaults
+        for f in dataclasses.fields(spec.options):
+            assert f.name == "name" or f.metadata, (name, f.name)  # every option is checked

@@ -39,10 +39,10 @@ def split_lbfgs(P: Problem, W, b, *, memory: int = 10) -> FitResult:
         return f + float(a1d @ (x[:km] + x[km:2 * km])), np.concatenate([g + a1d, a1d - g, gc])
 
     def residual_of(res):
-        Wx, _ = parts(res.x)
+        Wx, bx = parts(res.x)
         gc = res.jac[2 * km:]
         Gx = (res.jac[:km] - a1d).reshape(k, m) / A.d[:, None] + np.outer(A.mu, gc)
-        return max(P.pen.subgrad_residual(Wx, Gx), float(np.abs(gc).max(initial=0.0)))
+        return P.residual(Wx, bx, Gx, gc)
 
     V, c = A.from_wb(W, b)
     x0 = np.concatenate([np.maximum(V, 0.0).ravel(), np.maximum(-V, 0.0).ravel(), c])
