@@ -26,7 +26,7 @@ $(UV): requirements-bootstrap.txt
 # --locked: stop with an error if uv.lock no longer matches pyproject.toml (run `make lock`).
 # The cuda extra is locked too but not installed here (`uv sync --locked --extra dev --extra cuda`).
 $(STAMP): $(UV) pyproject.toml uv.lock
-	$(UV) sync --locked --extra dev
+	$(UV) sync --locked --extra dev --extra dask --extra zarr
 	touch $(STAMP)
 
 # Re-resolve after a change to pyproject.toml, keeping every locked version that still fits;
