@@ -42,7 +42,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import kernels  # noqa: E402
 import pipeline  # noqa: E402
-from pipeline.objectives import Objective  # noqa: E402
+from pipeline.objectives import ArrayObjective  # noqa: E402
 from pipeline.penalties import Penalty  # noqa: E402
 from pipeline.validation import check_targets  # noqa: E402
 
@@ -103,7 +103,7 @@ class Scorer:
 
     def __init__(self, X, y, model, reg, lam):
         T, classes = check_targets(model, y, X.shape[0])
-        self.obj = Objective(model, X, T, n_classes=0 if classes is None else len(classes))
+        self.obj = ArrayObjective(model, X, T, n_classes=0 if classes is None else len(classes))
         self.pen = Penalty(reg, lam, 0.5, X.shape[1])
 
     def __call__(self, W, b) -> float:
@@ -264,7 +264,7 @@ def pass_table(n, log, repeat=7):
     for model in MODELS:
         X, y = make_data(n, model)
         T, classes = check_targets(model, y, n)
-        obj = Objective(model, X, T, n_classes=0 if classes is None else len(classes))
+        obj = ArrayObjective(model, X, T, n_classes=0 if classes is None else len(classes))
         W, b = obj.zeros()
         W += 0.01
         G, gb = obj.zeros()

@@ -57,13 +57,16 @@ def _gram(X, T, block):
         C += part_C[ib]
     for j in range(k):
         A[j, k] = A[k, j]
-    return A / n, C / n
+    return A, C
 
 
-def gram(X, T, block=GRAM_BLOCK_ROWS):
-    """``A = [X 1]^T [X 1] / n`` (k+1, k+1) and ``C = [X 1]^T T / n`` (k+1, m), float64."""
+def gram(X, T, block=GRAM_BLOCK_ROWS, mean=True):
+    """``A = [X 1]^T [X 1] / n`` (k+1, k+1) and ``C = [X 1]^T T / n`` (k+1, m), float64
+    (``mean=False``: the sums, without ``/ n``, for one chunk of a larger data set)."""
     with blas_single_thread():
-        return _gram(X, np.ascontiguousarray(T, dtype=np.float64), block)
+        A, C = _gram(X, np.ascontiguousarray(T, dtype=np.float64), block)
+    n = X.shape[0]
+    return (A / n, C / n) if mean else (A, C)
 
 
 @njit(cache=CACHE, parallel=True)
@@ -90,13 +93,15 @@ def _logistic_hessian(X, w, b, block):
         H += part[ib]
     for j in range(k):
         H[j, k] = H[k, j]
-    return H / n
+    return H
 
 
-def logistic_hessian(X, w, b, block=GRAM_BLOCK_ROWS):
-    """``[X 1]^T diag(sigma'(z)) [X 1] / n`` (k+1, k+1) at ``z = X w + b``, deterministic."""
+def logistic_hessian(X, w, b, block=GRAM_BLOCK_ROWS, mean=True):
+    """``[X 1]^T diag(sigma'(z)) [X 1] / n`` (k+1, k+1) at ``z = X w + b``, deterministic
+    (``mean=False``: the sum, without ``/ n``)."""
     with blas_single_thread():
-        return _logistic_hessian(X, np.ascontiguousarray(w, dtype=np.float64), float(b), block)
+        H = _logistic_hessian(X, np.ascontiguousarray(w, dtype=np.float64), float(b), block)
+    return H / X.shape[0] if mean else H
 
 
 @njit(cache=CACHE)

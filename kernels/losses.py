@@ -423,7 +423,7 @@ def _combine(part_G, part_b, G_out, gb_out, scale):
 
 
 @njit(cache=CACHE, parallel=True)
-def _loss_grad(kind, X, T, Wt, b, G_out, gb_out, block):
+def _loss_grad(kind, X, T, Wt, b, G_out, gb_out, block, mean):
     n, k = X.shape
     m = Wt.shape[0]
     nb = (n + block - 1) // block
@@ -440,15 +440,15 @@ def _loss_grad(kind, X, T, Wt, b, G_out, gb_out, block):
         else:
             part_l[ib] = _block_loss_grad(kind, X, T, Wt, b, start, stop, part_G[ib],
                                           part_b[ib], z)
-    _combine(part_G, part_b, G_out, gb_out, 1.0 / n)
+    _combine(part_G, part_b, G_out, gb_out, 1.0 / n if mean else 1.0)
     loss = 0.0
     for ib in range(nb):
         loss += part_l[ib]
-    return loss / n
+    return loss / n if mean else loss
 
 
 @njit(cache=CACHE, parallel=True)
-def _hessp(kind, X, Wt, b, Vt, vb, H_out, hb_out, block):
+def _hessp(kind, X, Wt, b, Vt, vb, H_out, hb_out, block, mean):
     n, k = X.shape
     m = Wt.shape[0]
     nb = (n + block - 1) // block
@@ -460,7 +460,7 @@ def _hessp(kind, X, Wt, b, Vt, vb, H_out, hb_out, block):
         start = ib * block
         _block_hessp(kind, X, Wt, b, Vt, vb, start, min(n, start + block), part_H[ib],
                      part_b[ib], z, u)
-    _combine(part_H, part_b, H_out, hb_out, 1.0 / n)
+    _combine(part_H, part_b, H_out, hb_out, 1.0 / n if mean else 1.0)
 
 
 @njit(cache=CACHE, parallel=True, fastmath=FASTMATH)
@@ -506,23 +506,26 @@ def _check(X, W, b):
     return np.ascontiguousarray(W.T, dtype=np.float64), np.ascontiguousarray(b, dtype=np.float64)
 
 
-def loss_grad(kind, X, T, W, b, G_out, gb_out, block=BLOCK_ROWS):
+def loss_grad(kind, X, T, W, b, G_out, gb_out, block=BLOCK_ROWS, mean=True):
     """Mean loss over rows; writes dL/dW into ``G_out`` (k, m) and dL/db into ``gb_out`` (m,).
 
     ``kind`` is ``LINEAR``, ``SIGMOID`` or ``SOFTMAX``; ``T`` the prepared (n, m) float64 targets
-    (the class index in column 0 for softmax).
+    (the class index in column 0 for softmax). ``mean=False``: sums over rows instead (the part
+    of one chunk of a larger data set; the caller adds the chunks and divides by their n).
     """
     Wt, b = _check(X, W, b)
     run = _loss_grad_serial if _serial(X, Wt.shape[0]) else _loss_grad
-    return run(kind, X, T, Wt, b, G_out, gb_out, block)
+    return run(kind, X, T, Wt, b, G_out, gb_out, block, mean)
 
 
-def hessp(kind, X, W, b, V, vb, H_out, hb_out, block=BLOCK_ROWS):
-    """Hessian of the mean loss at (W, b) applied to the direction (V, vb), into the ``_out``s."""
+def hessp(kind, X, W, b, V, vb, H_out, hb_out, block=BLOCK_ROWS, mean=True):
+    """Hessian of the mean loss at (W, b) applied to the direction (V, vb), into the ``_out``s
+    (``mean=False``: of the summed loss, as in :func:`loss_grad`)."""
     Wt, b = _check(X, W, b)
     Vt = np.ascontiguousarray(V.T, dtype=np.float64)
     run = _hessp_serial if _serial(X, Wt.shape[0]) else _hessp
-    run(kind, X, Wt, b, Vt, np.ascontiguousarray(vb, dtype=np.float64), H_out, hb_out, block)
+    run(kind, X, Wt, b, Vt, np.ascontiguousarray(vb, dtype=np.float64), H_out, hb_out, block,
+        mean)
 
 
 def decision_function(X, W, b, Z_out=None):

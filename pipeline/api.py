@@ -6,7 +6,7 @@ import numpy as np
 
 import kernels
 
-from .objectives import Objective
+from .objectives import ArrayObjective
 from .penalties import Penalty
 from .solvers import (
     SOLVERS,
@@ -71,9 +71,9 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
     if backend == "cuda":
         from .objectives_cuda import CudaObjective
 
-        objective: Objective = CudaObjective(model, X, T, n_classes)
+        objective: ArrayObjective = CudaObjective(model, X, T, n_classes)
     else:
-        objective = Objective(model, X, T, n_classes)
+        objective = ArrayObjective(model, X, T, n_classes)
     penalty = Penalty(reg, lam, l1_ratio_, X.shape[1])
     chosen = choose_auto(model, reg, X.shape[0], X.shape[1], backend) if solver == "auto" \
         else solver

@@ -1,15 +1,26 @@
-"""Data losses L(W, b) of the lecture's models over arrays held in memory.
+"""Data losses L(W, b) of the lecture's models: the seam between solvers and data.
 
-An :class:`Objective` is the seam between solvers and data: a solver only ever asks it for the
-loss and gradient (and Hessian-vector products) at a point, never touches ``X`` itself. Another
-data source (memory-mapped chunks, a GPU) provides the same methods and the solvers are unchanged.
+A solver asks an :class:`Objective` for everything it needs from the data (loss and gradient,
+Hessian-vector products, the Gram matrix, a weighted Gram, a row sample, predictions) and never
+touches ``X`` or the pass counter itself. The data live in row chunks; each method is a
+reduction over chunks (``pipeline.chunk_ops`` on every chunk, added in chunk order), so a new
+source of chunks (a file streamed from disk, the workers of a cluster) only says how to run an
+operation on every chunk (:meth:`Objective.map_chunks`) and how to fetch given rows
+(:meth:`Objective.take`). :class:`ArrayObjective` is the in-memory source; with one chunk (its
+default) it is today's single fused pass, and with the chunking of another source it gives that
+source's bits exactly.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 import kernels
+
+from . import chunk_ops
 
 # Curvature of the per-row loss in z: bounds the Hessian by c * [X 1]^T [X 1] / n.
 _CURVATURE = {"linear": 2.0, "logistic": 0.25, "multilabel": 0.25, "ovr": 0.25, "softmax": 0.5}
@@ -27,28 +38,59 @@ def n_outputs(model: str, T: np.ndarray, n_classes: int) -> int:
     return n_classes if model in ("softmax", "ovr") else T.shape[1]
 
 
+class PassCounter:
+    """Rows read so far, shared by an objective and its row samples: the cost measure of every
+    solver, in full passes over the data (a sample of s rows costs s / n of a pass)."""
+
+    def __init__(self, n_samples: int):
+        self.n_samples = max(int(n_samples), 1)
+        self.rows = 0
+
+    @property
+    def passes(self) -> int:
+        return int(round(self.rows / self.n_samples))
+
+
 class Objective:
-    """Mean data loss of ``model`` on (X, T) with fused loss/gradient kernels.
+    """Mean data loss of ``model`` over data held in row chunks (subclasses say where).
 
     Parameters
     ----------
     model : str
         One of linear, logistic, softmax, ovr, multilabel.
-    X : ndarray (n, k), float64 or float32, C-contiguous.
-    T : ndarray (n, m) float64
-        Targets as :func:`pipeline.validation.check_targets` returns them.
-    n_classes : int
-        Number of classes (softmax, ovr), else ignored.
+    n_samples, n_features : int
+        Shape (n, k) of X over all chunks.
+    n_outputs : int
+        Width m of W.
+    counter : PassCounter, optional
+        The counter to charge (a row sample charges its parent's).
     """
 
-    def __init__(self, model: str, X: np.ndarray, T: np.ndarray, n_classes: int = 0):
+    def __init__(self, model: str, n_samples: int, n_features: int, n_outputs: int,
+                 counter: PassCounter | None = None):
         self.model = model
         self.kind = kernels.KINDS[model]
-        self.X = X
-        self.T = encode_targets(model, T, n_classes)
-        self.n_samples, self.n_features = X.shape
-        self.n_outputs = n_outputs(model, T, n_classes)
-        self.n_passes = 0  # full passes over X made so far (the cost measure of every solver)
+        self.n_samples, self.n_features, self.n_outputs = n_samples, n_features, n_outputs
+        self.counter = counter or PassCounter(n_samples)
+
+    # ------------------------------------------------------------------ what a source provides
+    def map_chunks(self, op: Callable[..., Any], *args) -> list:
+        """``op(X_c, T_c, *args)`` for every chunk c, as a list in chunk order (one pass)."""
+        raise NotImplementedError
+
+    def take(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the rows ``rows`` (indices; sorted is cheapest) of X and the encoded T."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ reductions over chunks
+    @property
+    def n_passes(self) -> int:
+        """Full passes over X so far (row samples count their share)."""
+        return self.counter.passes
+
+    def _reduce(self, op: Callable[..., Any], *args):
+        self.counter.rows += self.n_samples
+        return chunk_ops.add_in_order(self.map_chunks(op, *args))
 
     def zeros(self) -> tuple[np.ndarray, np.ndarray]:
         """A zero point (W, b) of the right shapes."""
@@ -56,8 +98,11 @@ class Objective:
 
     def loss_grad(self, W, b, G_out, gb_out) -> float:
         """L(W, b); writes dL/dW into ``G_out`` and dL/db into ``gb_out``. One pass over X."""
-        self.n_passes += 1
-        return kernels.loss_grad(self.kind, self.X, self.T, W, b, G_out, gb_out)
+        loss, G, gb = self._reduce(chunk_ops.loss_grad, self.kind, W, b)
+        scale = 1.0 / self.n_samples
+        np.multiply(G, scale, out=G_out)
+        np.multiply(gb, scale, out=gb_out)
+        return loss / self.n_samples
 
     def loss(self, W, b) -> float:
         """L(W, b) alone (one pass; the gradient is computed and dropped)."""
@@ -66,29 +111,46 @@ class Objective:
 
     def hessp(self, W, b, V, vb, H_out, hb_out) -> None:
         """Hessian of L at (W, b) applied to (V, vb). One pass over X."""
-        self.n_passes += 1
-        kernels.hessp(self.kind, self.X, W, b, V, vb, H_out, hb_out)
+        H, hb = self._reduce(chunk_ops.hessp, self.kind, W, b, V, vb)
+        scale = 1.0 / self.n_samples
+        np.multiply(H, scale, out=H_out)
+        np.multiply(hb, scale, out=hb_out)
 
-    def decision(self, W, b) -> np.ndarray:
-        """Logits Z = X W + b (n, m). One pass over X."""
-        self.n_passes += 1
-        return kernels.decision_function(self.X, W, b)
+    def gram(self) -> tuple[np.ndarray, np.ndarray]:
+        """``A = [X 1]^T [X 1] / n`` (k+1, k+1) and ``C = [X 1]^T T / n`` (k+1, m). One pass."""
+        A, C = self._reduce(chunk_ops.gram)
+        return A / self.n_samples, C / self.n_samples
 
-    def subset(self, rows: np.ndarray) -> Objective:
-        """The same loss on a subset of rows (a copy of those rows: mini-batches)."""
-        sub = type(self).__new__(type(self))  # same class; targets stay as encoded
-        sub.__dict__.update(self.__dict__)
-        sub.X = np.ascontiguousarray(self.X[rows])
-        sub.T = np.ascontiguousarray(self.T[rows])
-        sub.n_samples = sub.X.shape[0]
-        sub.n_passes = 0
-        return sub
+    def logistic_hessian(self, w, b: float) -> np.ndarray:
+        """``[X 1]^T diag(sigma'(z)) [X 1] / n`` (k+1, k+1) at ``z = X w + b`` (logistic; the
+        weighted Gram of Newton's method on a row sample). One pass."""
+        w = np.ascontiguousarray(w, dtype=np.float64)
+        return self._reduce(chunk_ops.logistic_hessian, w, float(b)) / self.n_samples
+
+    def classifies_all(self, W, b) -> bool:
+        """True when (W, b) puts every row strictly on its right side, for some output (all
+        outputs together for softmax): the separability certificate. One pass."""
+        self.counter.rows += self.n_samples
+        flags = self.map_chunks(chunk_ops.classified, self.model, W, b)
+        return bool(np.any(np.logical_and.reduce(flags)))
 
     def abs_max(self) -> float:
-        """Largest |X| (no copy of X; for error messages)."""
-        if self.X.size == 0:
-            return 0.0
-        return float(max(np.max(self.X), -np.min(self.X)))
+        """Largest |X| (for error messages; one read, not counted as a solver's pass)."""
+        return max(self.map_chunks(chunk_ops.abs_max), default=0.0)
+
+    def sample(self, rows: np.ndarray) -> ArrayObjective:
+        """The same loss on the rows ``rows`` (a copy of them: mini-batches, Hessian samples);
+        its passes are charged to this objective's counter at their share of a pass."""
+        X, T = self.take(rows)
+        return ArrayObjective(self.model, X, T, n_outputs=self.n_outputs, encoded=True,
+                              counter=self.counter)
+
+    def _sample_rows(self, max_rows: int, seed: int) -> np.ndarray:
+        """The rows of at most ``max_rows`` sorted random rows (all of them if fewer), float64."""
+        n = self.n_samples
+        rows = (np.arange(n) if n <= max_rows
+                else np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False)))
+        return np.asarray(self.take(rows)[0], dtype=np.float64)
 
     def column_moments(self, max_rows: int = 20_000,
                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -97,10 +159,7 @@ class Objective:
         Estimates suffice: they choose the solvers' coordinates (``solvers._scaling``), which
         are exact whatever the values. The sampled rows are copied, never X.
         """
-        n = self.n_samples
-        rows = (slice(None) if n <= max_rows
-                else np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False)))
-        Xs = np.asarray(self.X[rows], dtype=np.float64)
+        Xs = self._sample_rows(max_rows, seed)
         mean = Xs.mean(axis=0)
         return mean, np.sqrt(np.mean((Xs - mean) ** 2, axis=0))
 
@@ -116,8 +175,8 @@ class Objective:
         """
         rng = np.random.default_rng(seed)
         n = self.n_samples
-        Xs = self.X if n <= max_rows else self.X[np.sort(rng.choice(n, max_rows, replace=False))]
-        Xs = np.asarray(Xs, dtype=np.float64)
+        rows = np.arange(n) if n <= max_rows else np.sort(rng.choice(n, max_rows, replace=False))
+        Xs = np.asarray(self.take(rows)[0], dtype=np.float64)
         v = rng.standard_normal(self.n_features + 1)
         lam = 1.0
         for _ in range(n_iter):
@@ -128,3 +187,62 @@ class Objective:
                 return 1.0
             v = w / lam
         return 1.1 * _CURVATURE[self.model] * lam
+
+
+class ArrayObjective(Objective):
+    """The data in memory: X (n, k) and T as arrays, split into chunks of ``chunk_rows`` rows.
+
+    Parameters
+    ----------
+    model : str
+    X : ndarray (n, k), float64 or float32, C-contiguous (never copied; chunks are views).
+    T : ndarray (n, m) float64
+        Targets as :func:`pipeline.validation.check_targets` returns them (or already encoded
+        for the model, with ``encoded=True`` and ``n_outputs`` given).
+    n_classes : int
+        Number of classes (softmax, ovr), else ignored.
+    chunk_rows : int, optional
+        Rows per chunk. None: one chunk (one fused pass). Give another source's chunking to
+        reproduce its results bit for bit.
+    """
+
+    def __init__(self, model: str, X: np.ndarray, T: np.ndarray, n_classes: int = 0, *,
+                 chunk_rows: int | None = None, n_outputs: int | None = None,
+                 encoded: bool = False, counter: PassCounter | None = None):
+        m = n_outputs if n_outputs is not None else _n_outputs(model, T, n_classes)
+        super().__init__(model, X.shape[0], X.shape[1], m, counter)
+        self.X = X
+        self.T = T if encoded else encode_targets(model, T, n_classes)
+        n = X.shape[0]
+        step = n if chunk_rows is None else max(int(chunk_rows), 1)
+        self.bounds = [(lo, min(n, lo + step)) for lo in range(0, max(n, 1), max(step, 1))]
+
+    def map_chunks(self, op, *args) -> list:
+        return [op(self.X[lo:hi], self.T[lo:hi], *args) for lo, hi in self.bounds]
+
+    def take(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        return np.ascontiguousarray(self.X[rows]), np.ascontiguousarray(self.T[rows])
+
+    def _one_chunk(self) -> bool:
+        return len(self.bounds) == 1
+
+    # One chunk: the kernels' own means, the same bits as the reduction above with less work.
+    def loss_grad(self, W, b, G_out, gb_out) -> float:
+        if not self._one_chunk():
+            return super().loss_grad(W, b, G_out, gb_out)
+        self.counter.rows += self.n_samples
+        return kernels.loss_grad(self.kind, self.X, self.T, W, b, G_out, gb_out)
+
+    def hessp(self, W, b, V, vb, H_out, hb_out) -> None:
+        if not self._one_chunk():
+            return super().hessp(W, b, V, vb, H_out, hb_out)
+        self.counter.rows += self.n_samples
+        kernels.hessp(self.kind, self.X, W, b, V, vb, H_out, hb_out)
+
+    def decision(self, W, b) -> np.ndarray:
+        """Logits Z = X W + b (n, m): the predictions. One pass over X."""
+        self.counter.rows += self.n_samples
+        return kernels.decision_function(self.X, W, b)
+
+
+_n_outputs = n_outputs  # the module function, under a name the constructor's argument leaves free

@@ -11,7 +11,7 @@ import importlib
 
 import numpy as np
 
-from .objectives import Objective
+from .objectives import ArrayObjective, PassCounter
 
 
 def load_gpu_kernels():
@@ -22,34 +22,40 @@ def load_gpu_kernels():
         raise ValueError(f"backend='cuda' is not available here: {exc}") from None
 
 
-class CudaObjective(Objective):
-    """Mean data loss with device-resident data (numba CUDA kernels, ``kernels/gpu.py``)."""
+class CudaObjective(ArrayObjective):
+    """Mean data loss with device-resident data (numba CUDA kernels, ``kernels/gpu.py``).
 
-    def __init__(self, model: str, X: np.ndarray, T: np.ndarray, n_classes: int = 0):
-        super().__init__(model, X, T, n_classes)  # host arrays stay for sampling and batches
+    The host arrays stay for row samples and the CPU reductions the GPU has no kernel for
+    (the Gram matrices, the separability flags).
+    """
+
+    def __init__(self, model: str, X: np.ndarray, T: np.ndarray, n_classes: int = 0, *,
+                 n_outputs: int | None = None, encoded: bool = False,
+                 counter: PassCounter | None = None):
+        super().__init__(model, X, T, n_classes, n_outputs=n_outputs, encoded=encoded,
+                         counter=counter)
         self.gpu = load_gpu_kernels()
         self.Xd = self.gpu.gpu_put(self.X)
         self.Td = self.gpu.gpu_put(self.T)
 
     def loss_grad(self, W, b, G_out, gb_out) -> float:
-        self.n_passes += 1
+        self.counter.rows += self.n_samples
         return self.gpu.gpu_loss_grad(self.kind, self.Xd, self.Td, W, b, G_out, gb_out)
 
     def hessp(self, W, b, V, vb, H_out, hb_out) -> None:
-        self.n_passes += 1
+        self.counter.rows += self.n_samples
         self.gpu.gpu_hessp(self.kind, self.Xd, W, b, V, vb, H_out, hb_out)
 
     def decision(self, W, b) -> np.ndarray:
-        self.n_passes += 1
+        self.counter.rows += self.n_samples
         return self.gpu.gpu_decision_function(self.Xd, W, b)
 
-    def subset(self, rows: np.ndarray) -> Objective:
+    def sample(self, rows: np.ndarray) -> CudaObjective:
         """Mini-batches are gathered on the host and sent up (small, one copy per batch).
 
-        The rows' targets are taken as already encoded (one-hot for one-vs-rest): building a
-        new objective from them would encode them a second time and train on wrong labels.
+        The rows' targets are taken as already encoded (one-hot for one-vs-rest): encoding
+        them a second time would train on wrong labels.
         """
-        sub = super().subset(rows)
-        assert isinstance(sub, CudaObjective)
-        sub.Xd, sub.Td = self.gpu.gpu_put(sub.X), self.gpu.gpu_put(sub.T)
-        return sub
+        X, T = self.take(rows)
+        return CudaObjective(self.model, X, T, n_outputs=self.n_outputs, encoded=True,
+                             counter=self.counter)

@@ -61,7 +61,7 @@ def test_single_output_sub_blocks_match_reference(model, dtype, n, k):
     ref_loss, ref_G, ref_gb = naive.loss_grad(model, X.astype(np.float64), Y, W, b)
     for run in (kernels.losses._loss_grad, kernels.losses._loss_grad_serial):
         G, gb = np.empty_like(W), np.empty_like(b)
-        loss = run(KIND[model], X, T, Wt, bb, G, gb, kernels.losses.BLOCK_ROWS)
+        loss = run(KIND[model], X, T, Wt, bb, G, gb, kernels.losses.BLOCK_ROWS, True)
         assert abs(loss - ref_loss) <= 1e-12 * abs(ref_loss)
         assert rel(G, ref_G) <= 1e-12
         assert rel(gb, ref_gb) <= 1e-12
@@ -158,7 +158,7 @@ from kernels import losses as L
 X = np.ones((8, 3)); T = np.zeros((8, 1)); Wt = np.zeros((1, 3)); b = np.zeros(1)
 G = np.empty((3, 1)); gb = np.empty(1)
 for f in (L._loss_grad_serial, L._loss_grad):  # the serial twin first, as small tests do
-    f(L.SIGMOID, X, T, Wt, b, G, gb, 4)
+    f(L.SIGMOID, X, T, Wt, b, G, gb, 4, True)
     print(sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values()))
 """
 

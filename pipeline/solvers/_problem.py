@@ -178,15 +178,7 @@ class Problem:
         Then scaling W up lowers the loss forever: the data are separable and an unpenalised
         classifier has no finite optimum. Only asked when ``can_diverge``.
         """
-        Z = self.obj.decision(W, b)
-        T = self.obj.T
-        if self.obj.model == "softmax":
-            cls = T[:, 0].astype(np.intp)
-            true = Z[np.arange(Z.shape[0]), cls]
-            Z[np.arange(Z.shape[0]), cls] = -np.inf
-            return bool(np.all(true > Z.max(axis=1)))
-        margins = np.where(T > 0.5, Z, -Z)
-        return bool(np.any(np.all(margins > 0, axis=0)))
+        return self.obj.classifies_all(W, b)
 
     def check_separable(self, it: int, W, b, every: int = 10) -> bool:
         """Every ``every`` steps, stop with a warning if the data are separated."""

@@ -153,7 +153,7 @@ def sgd(P: Problem, W, b, *, batch_size: int = 256, lr: float | None = None,
             step = lr / np.sqrt(epoch)
         order = rng.permutation(n)
         for j in range(batches):
-            sub = P.obj.subset(order[j * batch_size:(j + 1) * batch_size])
+            sub = P.obj.sample(order[j * batch_size:(j + 1) * batch_size])
             sub.loss_grad(W, b, G, gb)
             P.pen.add_smooth_grad(W, G)
             if variance_reduction:
@@ -162,7 +162,6 @@ def sgd(P: Problem, W, b, *, batch_size: int = 256, lr: float | None = None,
                 G += Gf - Gs
                 gb += gbf - gbs
             W, b = _prox_step(P, W, b, G, gb, step)
-        P.obj.n_passes += 2 if variance_reduction else 1
         f = P.f_grad(W, b, Gf, gbf)
         P.record(P.F_from_f(f, W), W, b)
         W_chk, b_chk = _prox_step(P, W, b, Gf, gbf, step)

@@ -17,8 +17,7 @@ from ._scaling import centring, gram_affine
 
 
 def _gram(P: Problem):
-    P.obj.n_passes += 1
-    A, C = kernels.gram(P.obj.X, P.obj.T)
+    A, C = P.obj.gram()
     if not (np.isfinite(A).all() and np.isfinite(C).all()):
         raise NonFiniteError(P._non_finite_message(np.inf, "in the Gram matrix [X 1]^T [X 1]"))
     return A, C

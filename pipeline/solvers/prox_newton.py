@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 import kernels
-from kernels.gram import logistic_hessian
 
+from ..objectives import Objective
 from ._problem import FitResult, Problem
 from ._scaling import centring, gram_affine
 
@@ -24,10 +24,11 @@ from ._scaling import centring, gram_affine
 SAMPLE_ROWS = (8192, 32_768)
 
 
-def _hessian(Xs: np.ndarray, w: np.ndarray, b: float, a2: float) -> np.ndarray:
-    """[Xs 1]^T D [Xs 1] / s + 2 a2 I_w, D = sigma(z)(1 - sigma(z)), as a (k+1, k+1) array."""
-    k = Xs.shape[1]
-    H = logistic_hessian(Xs, w, b)
+def _hessian(rows: Objective, w: np.ndarray, b: float, a2: float) -> np.ndarray:
+    """[Xs 1]^T D [Xs 1] / s + 2 a2 I_w on the rows Xs of ``rows``, D = sigma(z)(1 - sigma(z)),
+    as a (k+1, k+1) array."""
+    k = rows.n_features
+    H = rows.logistic_hessian(w, b)
     H[np.arange(k), np.arange(k)] += 2.0 * a2
     return H
 
@@ -47,13 +48,12 @@ def prox_newton(P: Problem, W, b, *, sample: int | None = None,
         sample = min(max(n // 16, SAMPLE_ROWS[0]), SAMPLE_ROWS[1])
     rng = np.random.default_rng(P.seed)
     full = n <= sample
-    Xs = obj.X if full else obj.X[np.sort(rng.choice(n, sample, replace=False))]
+    rows: Objective = obj if full else obj.sample(np.sort(rng.choice(n, sample, replace=False)))
     a1 = pen.a1
     W, b = W.copy(), b.copy()
     G, gb = np.empty_like(W), np.empty_like(b)
     f = P.f_grad(W, b, G, gb)
     F = P.F_from_f(f, W)
-    sample_rows = 0
     stalled = 0
     last_residual = best = np.inf
     best_it, fresh = 0, True
@@ -61,17 +61,16 @@ def prox_newton(P: Problem, W, b, *, sample: int | None = None,
     for it in range(1, P.max_iter + 1):
         residual = P.residual(W, b, G, gb)
         if residual <= P.tol:
-            return _done(P, W, b, it - 1, True, "subgradient", sample_rows)
+            return _done(P, W, b, it - 1, True, "subgradient")
         if residual < 0.5 * best:
             best, best_it = residual, it
         elif not full and it - best_it >= 10:  # the sample misjudges the curvature: all rows
-            full, Xs, fresh, best_it = True, obj.X, True, it
+            full, rows, fresh, best_it = True, obj, True, it
         # A fresh Hessian while the last one did not shrink the residual tenfold; else the last
         # one again (near the optimum the curvature barely moves).
         if it <= 2 or fresh or residual > 0.1 * last_residual:
             fresh = False
-            H = _hessian(Xs, W[:, 0], float(b[0]), pen.a2)
-            sample_rows += Xs.shape[0]
+            H = _hessian(rows, W[:, 0], float(b[0]), pen.a2)
         last_residual = residual
         Wn, bn = _model_minimiser(H, W, b, G, gb, a1, max(1e-15, 1e-4 * residual), max_sweeps)
         decrease = float(np.vdot(G, Wn - W) + np.vdot(gb, bn - b))
@@ -85,14 +84,14 @@ def prox_newton(P: Problem, W, b, *, sample: int | None = None,
         if ((not exact and F_t > F) or stalled > 8
                 or (exact and P.residual(W_t, b_t, G_new, gb_new) >= residual)):
             if not full:  # the sample may be what stops progress: go on with all rows
-                full, Xs, fresh, stalled = True, obj.X, True, 0
+                full, rows, fresh, stalled = True, obj, True, 0
                 continue
-            return _done(P, W, b, it, True, "machine_precision", sample_rows)  # no progress left
+            return _done(P, W, b, it, True, "machine_precision")  # no progress left
         W, b, F, G, gb = W_t, b_t, F_t, G_new, gb_new
         P.record(F, W, b)
         if P.check_separable(it, W, b, every=1):
-            return _done(P, W, b, it, False, "separable", sample_rows)
-    return _done(P, W, b, P.max_iter, False, "max_iter", sample_rows)
+            return _done(P, W, b, it, False, "separable")
+    return _done(P, W, b, P.max_iter, False, "max_iter")
 
 
 def _line_search(P: Problem, W, b, dW, db, F: float, decrease: float, exact: bool):
@@ -128,7 +127,5 @@ def _model_minimiser(H, W, b, G, gb, a1: float, tol: float, max_sweeps: int):
     return Wn, cn + J[-1, :-1] @ Wn
 
 
-def _done(P: Problem, W, b, n_iter, converged, criterion, sample_rows) -> FitResult:
-    # The Hessians read sample_rows rows in all: count them as (rounded) passes over X.
-    P.obj.n_passes += int(round(sample_rows / P.obj.n_samples))
+def _done(P: Problem, W, b, n_iter, converged, criterion) -> FitResult:
     return P.result("prox_newton", W, b, n_iter, converged, criterion)

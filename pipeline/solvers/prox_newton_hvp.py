@@ -101,8 +101,6 @@ def prox_newton_hvp(P: Problem, W, b, *, sample: int | None = None,
         result.n_iter += done
     else:
         result = outcome
-    if sampled is not None:
-        result.n_passes += sampled.passes()
     return result
 
 

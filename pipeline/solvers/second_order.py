@@ -229,16 +229,12 @@ class _SampledHessian:
     def __init__(self, P: Problem, sample: int):
         n = P.obj.n_samples
         rows = np.sort(np.random.default_rng(P.seed).choice(n, size=sample, replace=False))
-        self.P, self.sub, self.fraction = P, P.obj.subset(rows), sample / n
+        self.P, self.sub = P, P.obj.sample(rows)
 
     def hessp(self, W, b, V, vb, H_out, hb_out) -> None:
         self.sub.hessp(W, b, V, vb, H_out, hb_out)
         if self.P.pen.a2:
             H_out += (2.0 * self.P.pen.a2) * V
-
-    def passes(self) -> int:
-        """Full-pass equivalents spent on products so far (rounded up)."""
-        return int(np.ceil(self.sub.n_passes * self.fraction))
 
 
 def sampled_hessian(P: Problem, sample: int | None) -> _SampledHessian | None:
@@ -271,8 +267,6 @@ def newton(P: Problem, W, b, *, max_cg: int = 50,
         Q, H = view, view.with_hessian(sampled) if sampled is not None else view
         W, b = A.from_wb(W, b)
     result = _newton(Q, H, W, b, k, m, max_cg)
-    if sampled is not None:
-        result.n_passes += sampled.passes()
     return result
 
 

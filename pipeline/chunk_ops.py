@@ -1,0 +1,83 @@
+"""What an objective computes on one chunk of rows: pure functions of arrays.
+
+Every data source runs these on its chunks (in process, in a reading thread's wake, or on a
+Dask worker) and the objective adds the results in chunk order (:func:`add_in_order`). Each
+returns sums over the chunk's rows, never means, so that the chunks' parts add up to the whole;
+the objective divides by n once. Each takes the chunk's ``X`` (rows, k) and encoded targets
+``T`` (rows, m) first, so a source can call any of them the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import kernels
+from kernels.gram import logistic_hessian as _logistic_hessian
+
+
+def loss_grad(X, T, kind: int, W, b) -> tuple[float, np.ndarray, np.ndarray]:
+    """Summed loss and its gradient (k, m), (m,) over the chunk's rows (one pass)."""
+    G, gb = np.empty(W.shape), np.empty(b.shape)
+    loss = kernels.loss_grad(kind, X, T, W, b, G, gb, mean=False)
+    return loss, G, gb
+
+
+def hessp(X, T, kind: int, W, b, V, vb) -> tuple[np.ndarray, np.ndarray]:
+    """Summed loss's Hessian at (W, b) applied to (V, vb) (one pass)."""
+    H, hb = np.empty(W.shape), np.empty(b.shape)
+    kernels.hessp(kind, X, W, b, V, vb, H, hb, mean=False)
+    return H, hb
+
+
+def gram(X, T) -> tuple[np.ndarray, np.ndarray]:
+    """``[X 1]^T [X 1]`` (k+1, k+1) and ``[X 1]^T T`` (k+1, m), summed (one pass)."""
+    return kernels.gram(X, T, mean=False)
+
+
+def logistic_hessian(X, T, w, b: float) -> np.ndarray:
+    """``[X 1]^T diag(sigma'(z)) [X 1]`` (k+1, k+1) at ``z = X w + b``, summed (one pass)."""
+    return _logistic_hessian(X, w, b, mean=False)
+
+
+def classified(X, T, model: str, W, b) -> np.ndarray:
+    """Per output: does (W, b) put every row of the chunk strictly on its right side?
+
+    softmax: one flag (the true class's logit above every other); else one flag per output
+    column (its sign agrees with the 0/1 target). The chunks' flags combine with ``and``.
+    """
+    Z = kernels.decision_function(X, W, b)
+    if model == "softmax":
+        rows = np.arange(Z.shape[0])
+        cls = T[:, 0].astype(np.intp)
+        true = Z[rows, cls].copy()
+        Z[rows, cls] = -np.inf
+        return np.array([bool(np.all(true > Z.max(axis=1, initial=-np.inf)))])
+    return np.all(np.where(T > 0.5, Z, -Z) > 0, axis=0)
+
+
+def abs_max(X, T) -> float:
+    """Largest |X| in the chunk (0 for no rows)."""
+    if X.size == 0:
+        return 0.0
+    return float(max(np.max(X), -np.min(X)))
+
+
+def add_in_order(parts: list):
+    """The sum of the chunks' parts, added in chunk order (so always the same bits).
+
+    ``parts`` holds one tuple per chunk (floats and arrays) or one array per chunk; the first
+    part is the start (``0 + x`` would turn a -0.0 into 0.0 and break the one-chunk identity).
+    """
+    if not parts:
+        raise ValueError("no chunks to add")
+    first = parts[0]
+    if isinstance(first, tuple):
+        total = [np.array(p, dtype=np.float64, copy=True) for p in first]
+        for part in parts[1:]:
+            for acc, p in zip(total, part, strict=True):
+                acc += p
+        return tuple(float(t) if t.ndim == 0 else t for t in total)
+    total_arr = np.array(first, dtype=np.float64, copy=True)
+    for part in parts[1:]:
+        total_arr += part
+    return total_arr
