@@ -5,8 +5,10 @@
 """
 
 from .api import decision_function, fit, predict, predict_proba
+from .paths import PathResult, path
 from .solvers import FitResult, IgnoredParameterWarning, SeparableDataWarning
 from .solvers._problem import ConvergenceWarning, NonFiniteError
 
 __all__ = ["ConvergenceWarning", "FitResult", "IgnoredParameterWarning", "NonFiniteError",
-           "SeparableDataWarning", "decision_function", "fit", "predict", "predict_proba"]
+           "PathResult", "SeparableDataWarning", "decision_function", "fit", "path", "predict",
+           "predict_proba"]
