@@ -5,10 +5,11 @@
 """
 
 from .api import decision_function, fit, predict, predict_proba
+from .cv import CVResult, cv
 from .paths import PathResult, path
 from .solvers import FitResult, IgnoredParameterWarning, SeparableDataWarning
 from .solvers._problem import ConvergenceWarning, NonFiniteError
 
-__all__ = ["ConvergenceWarning", "FitResult", "IgnoredParameterWarning", "NonFiniteError",
-           "PathResult", "SeparableDataWarning", "decision_function", "fit", "path", "predict",
-           "predict_proba"]
+__all__ = ["CVResult", "ConvergenceWarning", "FitResult", "IgnoredParameterWarning",
+           "NonFiniteError", "PathResult", "SeparableDataWarning", "cv", "decision_function", "fit",
+           "path", "predict", "predict_proba"]

@@ -95,8 +95,21 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
     return result
 
 
-def decision_function(result: FitResult, X) -> np.ndarray:
-    """Logits ``X W + b`` (n, m)."""
+def _point(result, lam: float | None) -> FitResult:
+    """A FitResult as given, or the point of a ``PathResult`` at ``lam``."""
+    if hasattr(result, "lams"):  # a PathResult (imported lazily: paths imports this module)
+        if lam is None:
+            raise TypeError("a PathResult predicts at one of its lambdas: pass lam=... (one of "
+                            "PathResult.lams)")
+        return result.at(lam)
+    if lam is not None:
+        raise TypeError("lam= is for a PathResult; a FitResult has one lambda already")
+    return result
+
+
+def decision_function(result: FitResult, X, *, lam: float | None = None) -> np.ndarray:
+    """Logits ``X W + b`` (n, m) (of a path's point at ``lam`` for a PathResult)."""
+    result = _point(result, lam)
     X = check_X(X, result.dtype)
     if X.shape[1] != result.W.shape[0]:
         raise ValueError(f"X has {X.shape[1]} features but the model was fit on "
@@ -104,10 +117,11 @@ def decision_function(result: FitResult, X) -> np.ndarray:
     return kernels.decision_function(X, result.W, result.b)
 
 
-def predict_proba(result: FitResult, X) -> np.ndarray:
+def predict_proba(result: FitResult, X, *, lam: float | None = None) -> np.ndarray:
     """Class probabilities: logistic (n, 2); softmax and ovr (n, m); multilabel (n, m)."""
     from scipy.special import expit, softmax  # lazy: keeps `import pipeline` light
 
+    result = _point(result, lam)
     Z = decision_function(result, X)
     if result.model == "logistic":
         p = expit(Z[:, 0])
@@ -122,8 +136,10 @@ def predict_proba(result: FitResult, X) -> np.ndarray:
     raise ValueError("predict_proba needs a classifier; model=linear predicts values")
 
 
-def predict(result: FitResult, X) -> np.ndarray:
-    """Values (linear), labels (logistic, softmax, ovr) or a 0/1 matrix (multilabel)."""
+def predict(result: FitResult, X, *, lam: float | None = None) -> np.ndarray:
+    """Values (linear), labels (logistic, softmax, ovr) or a 0/1 matrix (multilabel); for a
+    ``PathResult`` those of its point at ``lam``."""
+    result = _point(result, lam)
     Z = decision_function(result, X)
     if result.model == "linear":
         return Z[:, 0] if Z.shape[1] == 1 else Z

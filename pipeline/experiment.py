@@ -7,11 +7,12 @@ tag and the guard that stores object labels as strings). The entry points keep o
 differs: where the parameters come from, where files go, DVC's hashed outputs and the hand-off
 of the run between train and evaluate.
 
-What a run logs, in order: params and ``config.yaml``; per-step ``objective``/``data_loss``
-(and the validation score when the core passes W, b), or the one value of a direct solver;
-solver facts (``final_objective``, ``n_iter``, ...) and the tags ``solver.actual``,
-``criterion``, ``converged``, ``warnings``; ``<split>_<metric>`` scores; plots; the weights
-``.npz``, the test predictions and the numpy-only pyfunc model.
+What a run logs, in order: params and ``config.yaml``; per-step ``step/objective``,
+``step/data_loss`` (and ``step/val_<score>`` when the core passes W, b), or the one value of a
+direct solver; solver facts ``fit/final_objective``, ``fit/n_iter``, ``fit/fit_time_s``, ... and
+the tags ``solver.actual``, ``criterion``, ``converged``, ``warnings``; ``<split>/<metric>``
+scores (``train/accuracy``); plots; the weights ``.npz``, the test predictions and the
+numpy-only pyfunc model. Names are grouped by their prefix (``metrics`` module docstring).
 
 User errors end the process before any run opens (``check_store`` is the last check);
 ``report`` turns them, and Ctrl-C or SIGTERM, into the one line and exit code the mains use.
@@ -73,9 +74,9 @@ class Progress:
         if len(rest) >= 2 and len(self.data.y["val"]):
             W, b = np.asarray(rest[0]), np.asarray(rest[1])
             Z = self.data.X["val"] @ W.reshape(W.shape[0], -1) + b.reshape(-1)
-            values[f"step_val_{self.val_name}"] = metrics.val_score(
+            values[f"val_{self.val_name}"] = metrics.val_score(
                 self.data.task, self.data.y["val"], Z)
-        self.tracker.add_step(int(step), values)
+        self.tracker.add_step(int(step), metrics.grouped(metrics.STEP, values))
         self.steps += 1
         self.bar.update(1)
         now = time.monotonic()
@@ -164,7 +165,7 @@ def fit(config: cfgmod.Config, data: datamod.Dataset, callback: Any) -> Any:
 
 
 def evaluate(result: Any, data: datamod.Dataset) -> tuple[dict[str, float], dict[str, Any]]:
-    """Metrics ``<split>_<name>`` on every split, and the core's test predictions/probas."""
+    """Metrics ``<split>/<name>`` on every split, and the core's test predictions/probas."""
     from pipeline import predict, predict_proba
 
     out: dict[str, float] = {}
@@ -180,14 +181,15 @@ def evaluate(result: Any, data: datamod.Dataset) -> tuple[dict[str, float], dict
                                    datamod.decode_targets(data, pred))
         else:
             scores = metrics.score(data.task, y, pred, proba)
-        out.update({f"{split}_{k}": v for k, v in scores.items()})
+        out.update(metrics.grouped(split, scores))
         if split == "test":
             test = {"pred": pred, "proba": proba}
     return out, test
 
 
 def solver_facts(result: Any, reg: str) -> dict[str, float]:
-    """What the solver did, as metrics (``fit_time_s`` is the one that differs per run)."""
+    """What the solver did, as ``fit/*`` metrics (``fit/fit_time_s`` and
+    ``fit/compile_time_s`` are the ones that differ per run)."""
     facts = {"final_objective": result.objective, "final_data_loss": result.loss,
              "final_penalty": result.penalty, "final_residual": result.residual,
              "n_iter": result.n_iter,
@@ -197,7 +199,7 @@ def solver_facts(result: Any, reg: str) -> dict[str, float]:
         facts["compile_time_s"] = result.compile_time_s
     if reg in ("l1", "elasticnet"):
         facts["nonzero_weights"] = metrics.nonzero_weights(result.W)
-    return facts
+    return metrics.grouped(metrics.FIT, facts)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -308,7 +310,7 @@ def log_fit(tr: Any, config: cfgmod.Config, data: datamod.Dataset, show: bool,
         progress.close()
     if progress.steps == 0:  # a direct solver (closed form): log its one value
         for i, f in enumerate(result.history or [result.objective]):
-            tr.add_step(i, {"objective": f})
+            tr.add_step(i, metrics.grouped(metrics.STEP, {"objective": f}))
     tr.log_metrics(solver_facts(result, config.reg.name))
     tr.set_tags({"solver.actual": str(result.solver), "criterion": str(result.criterion),
                  "converged": str(bool(result.converged)).lower(),
@@ -340,7 +342,7 @@ def log_model(tr: Any, config: cfgmod.Config, data: datamod.Dataset, result: Any
     """The weights/scaler ``model.npz`` (written under ``folder``) and the numpy-only pyfunc."""
     npz = tracking.save_model_npz(folder / "model.npz", data.task, result.W, result.b,
                                   data.scaler, data.classes, data.feature_names,
-                                  data.target_names)
+                                  data.target_names, model=config.model.name)
     tr.log_artifacts([npz])
     if config.tracking.log_model:
         import pandas as pd

@@ -4,13 +4,22 @@ Why not ``sklearn.metrics``: importing it costs more than a whole small run; the
 every score here against scikit-learn's on the same inputs.
 ``score()`` is what run.py logs per split; ``val_score()`` is the single number tracked per
 solver step (higher is better for classes, lower-is-better MSE for regression).
+
+Metric names are ``<group>/<name>`` (``train/accuracy``, ``fit/n_passes``, ``step/objective``):
+MLflow's run page draws one section per prefix before ``/``, so a user reads the curves, each
+split's scores and the solver's facts side by side instead of ~30 charts in alphabetical order.
+The DVC metrics file nests the same names (``{"train": {"accuracy": ...}}``: ``dvc metrics show``
+prints ``train.accuracy``); ``nested`` and ``flat`` convert between the two.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# The per-step validation metric of each task (logged as ``val_<name>`` history).
+SEP = "/"
+STEP, FIT = "step", "fit"  # per-step curves; what the solver did (final values, counts, times)
+
+# The per-step validation metric of each task (logged as the curve ``step/val_<name>``).
 STEP_METRIC = {"regression": "mse", "binary": "accuracy", "multiclass": "accuracy",
                "multilabel": "hamming_loss"}
 
@@ -121,3 +130,22 @@ def val_score(task: str, y: np.ndarray, Z: np.ndarray) -> float:
 def nonzero_weights(W: np.ndarray, atol: float = 0.0) -> int:
     """How many weights are non-zero (the sparsity an L1 penalty buys)."""
     return int(np.count_nonzero(np.abs(W) > atol))
+
+
+def grouped(group: str, values: dict[str, float]) -> dict[str, float]:
+    """``{name: v}`` -> ``{"<group>/<name>": v}``, the names runs log."""
+    return {f"{group}{SEP}{k}": v for k, v in values.items()}
+
+
+def nested(values: dict[str, float]) -> dict[str, dict[str, float]]:
+    """``{"train/accuracy": v}`` -> ``{"train": {"accuracy": v}}`` (the DVC metrics file)."""
+    out: dict[str, dict[str, float]] = {}
+    for key, v in values.items():
+        group, _, name = key.partition(SEP)
+        out.setdefault(group, {})[name] = v
+    return out
+
+
+def flat(values: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The inverse of ``nested``."""
+    return {f"{g}{SEP}{k}": v for g, inner in values.items() for k, v in inner.items()}

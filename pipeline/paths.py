@@ -136,7 +136,7 @@ def path(X, y, *, model: str, reg: str, n_lams: int = 100, lam_min_ratio: float 
     n, k = Xc.shape
     objective = ArrayObjective(model, Xc, T, 0 if classes is None else len(classes))
     lam_max, b0 = lambda_max(objective, reg, ratio)
-    lams_ = _lambdas(lams, lam_max, n_lams, lam_min_ratio, n, k)
+    lams_ = lambda_grid(lams, lam_max, n_lams, lam_min_ratio, n, k)
     run = _PathRun(objective, reg, ratio, solver, checked, tol, max_iter, seed,
                    screening and reg != "l2")
     points = [run.point(float(lam), b0) for lam in lams_]
@@ -153,8 +153,10 @@ def path(X, y, *, model: str, reg: str, n_lams: int = 100, lam_min_ratio: float 
                       dtype=dtype, warnings=run.warnings, **stack)
 
 
-def _lambdas(lams, lam_max: float, n_lams: int, lam_min_ratio: float | None, n: int,
-             k: int) -> np.ndarray:
+def lambda_grid(lams, lam_max: float, n_lams: int, lam_min_ratio: float | None, n: int,
+                k: int) -> np.ndarray:
+    """``lams`` checked and sorted from largest to smallest, or the default grid from
+    ``lam_max`` (``lam_min_ratio`` defaults to 1e-4 when n > k, else 1e-2, as in glmnet)."""
     if lams is not None:
         out = np.sort(np.asarray(lams, dtype=np.float64).ravel())[::-1]
         if out.size == 0 or not np.all(np.isfinite(out)) or out[-1] <= 0.0:

@@ -7,6 +7,13 @@ The weights, the scaler and the class labels come from the ``model_npz`` artifac
 ``tracking.save_model_npz``). Predict repeats the pipeline's own steps: select and standardise
 the raw feature columns, ``Z = X W + b``, then the task's decision rule, and returns targets in
 the source's units/labels.
+
+``params={"predict_proba": true}`` (the signature's params schema, default false) returns the
+class probabilities instead: an (n, m) table with one column per class, named by the labels
+``predict`` returns (per label for multilabel), computed as ``pipeline.predict_proba`` does
+(sigmoid for logistic, softmax, normalised one-vs-rest sigmoids, a sigmoid per label). Why a
+param rather than a second model: one served endpoint answers both, and MLflow checks the
+param's type against the schema before ``predict`` runs.
 """
 
 from __future__ import annotations
@@ -22,10 +29,14 @@ def _load(path: str) -> dict[str, np.ndarray]:
         return {key: npz[key] for key in npz.files}
 
 
+def _logits(p: dict[str, np.ndarray], X_raw: np.ndarray) -> np.ndarray:
+    X = (np.asarray(X_raw, dtype=np.float64)[:, p["keep"]] - p["mean"]) / p["scale"]
+    return X @ p["W"] + p["b"]
+
+
 def predict_arrays(p: dict[str, np.ndarray], X_raw: np.ndarray):
     """Predictions for raw features ``X_raw`` (n, n_features_in) given the npz arrays ``p``."""
-    X = (np.asarray(X_raw, dtype=np.float64)[:, p["keep"]] - p["mean"]) / p["scale"]
-    Z = X @ p["W"] + p["b"]
+    Z = _logits(p, X_raw)
     task = str(p["task"])
     if task == "regression":
         Y = Z * p["y_scale"] + p["y_mean"]
@@ -36,8 +47,40 @@ def predict_arrays(p: dict[str, np.ndarray], X_raw: np.ndarray):
     return p["classes"][idx]
 
 
+def _sigmoid(Z: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-z)) without overflow (exp of -|z| only), as scipy's ``expit``."""
+    e = np.exp(-np.abs(Z))
+    return np.where(Z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def proba_arrays(p: dict[str, np.ndarray], X_raw: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Class probabilities (n, m) for raw features and the name of each column.
+
+    The model kind comes from the npz (``model``); one written before it was stored falls back
+    on the task (binary: a logistic, multiclass: a softmax).
+    """
+    task = str(p["task"])
+    if task == "regression":
+        raise ValueError("predict_proba needs a classifier: this model predicts values")
+    model = str(p["model"]) if "model" in p else {"binary": "logistic",
+                                                   "multiclass": "softmax"}.get(task, task)
+    Z = _logits(p, X_raw)
+    if task == "multilabel":
+        return _sigmoid(Z), [str(n) for n in p["target_names"]]
+    names = [str(c) for c in p["classes"]]
+    if Z.shape[1] == 1:  # one logit for two classes
+        q = _sigmoid(Z[:, 0])
+        return np.column_stack([1.0 - q, q]), names
+    if model == "ovr":
+        P = _sigmoid(Z)
+        return P / P.sum(axis=1, keepdims=True), names
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    return E / E.sum(axis=1, keepdims=True), names
+
+
 class LinearModel(PythonModel):
-    """Raw features in, predictions out (labels for classes, a 0/1 table for multilabel)."""
+    """Raw features in, predictions out (labels for classes, a 0/1 table for multilabel), or
+    the class probabilities with ``params={"predict_proba": True}``."""
 
     # No type hints on purpose: the logged signature validates the input (and MLflow would
     # warn about the missing hints at every load otherwise).
@@ -47,10 +90,10 @@ class LinearModel(PythonModel):
         self.p = _load(context.artifacts["model_npz"])
 
     def predict(self, context, model_input, params=None):
-        return _predict(self.p, model_input)
+        return _predict(self.p, model_input, bool((params or {}).get("predict_proba", False)))
 
 
-def _predict(p: dict[str, np.ndarray], model_input):
+def _predict(p: dict[str, np.ndarray], model_input, proba: bool = False):
     """A DataFrame (columns by name) or an array (columns in order) -> predictions."""
     names = [str(n) for n in p["feature_names"]]
     if isinstance(model_input, pd.DataFrame):
@@ -61,6 +104,9 @@ def _predict(p: dict[str, np.ndarray], model_input):
     if X.ndim != 2 or X.shape[1] != len(names):
         raise ValueError(f"expected {len(names)} feature columns {names[:5]}..., "
                          f"got shape {X.shape}")
+    if proba:
+        P, columns = proba_arrays(p, X)
+        return pd.DataFrame(P, columns=columns)
     out = predict_arrays(p, X)
     if out.ndim == 2:
         return pd.DataFrame(out, columns=[str(n) for n in p["target_names"]])

@@ -79,14 +79,14 @@ def summary(res: RunResult, config: cfgmod.Config) -> str:
     """The few lines a user reads at the end."""
     f = res.fit
     conv = f"converged ({f.criterion})" if f.converged else f"NOT converged ({f.criterion})"
-    keys = [k for k in res.metrics if k.startswith("test_")]
+    keys = [k for k in res.metrics if k.startswith("test/")]
     lines = [f"{config.model.name} + {config.reg.name} (lam={config.reg.lam:g}) on "
              f"{res.data.name}, solver {f.solver}: {f.n_iter} steps, {f.n_passes} passes, "
              f"{f.time_s:.3g} s, {conv}, F={f.objective:.6g}",
              "  test: " + ", ".join(f"{k[5:]}={res.metrics[k]:.4g}" for k in keys)]
-    if "nonzero_weights" in res.metrics:
-        lines.append(f"  non-zero weights: {int(res.metrics['nonzero_weights'])}"
-                     f"/{int(res.metrics['n_weights'])}")
+    if "fit/nonzero_weights" in res.metrics:
+        lines.append(f"  non-zero weights: {int(res.metrics['fit/nonzero_weights'])}"
+                     f"/{int(res.metrics['fit/n_weights'])}")
     for w in f.warnings:
         lines.append(f"  warning: {w}")
     lines += [f"  mlflow run {res.run_id} in {res.uri}",

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import config as cfgmod
+from pipeline import metrics
 from pipeline.stage_files import (
     SPLITS,
     digest,
@@ -158,12 +159,15 @@ def train(params: Path = PARAMS) -> str:
 
 
 def _write_history(rows: list[tuple[int, dict[str, float]]]) -> None:
+    """The per-step curves as columns ``step, objective, data_loss[, val_<score>]`` (the
+    ``step/`` prefix of their MLflow names dropped: a CSV has one group)."""
     names: list[str] = []
     for _, values in rows:
         names += [k for k in values if k not in names]
     cols: dict[str, list[Any]] = {"step": [s for s, _ in rows]}
     for k in names:
-        cols[k] = [values.get(k) for _, values in rows]
+        column = k.removeprefix(f"{metrics.STEP}{metrics.SEP}")
+        cols[column] = [values.get(k) for _, values in rows]
     write_csv(TRAIN_PLOTS / "history.csv", cols)
 
 
@@ -189,8 +193,8 @@ def evaluate(params: Path = PARAMS) -> str:
     uri = experiment.check_store(config)
     final, test = experiment.evaluate(result, data)
     facts = experiment.solver_facts(result, result.reg)  # from fit.json
-    facts.pop("fit_time_s", None)  # a timing: never in a hashed output
-    write_json(METRICS, {**final, **facts})
+    facts.pop("fit/fit_time_s", None)  # a timing: never in a hashed output
+    write_json(METRICS, metrics.nested({**final, **facts}))  # {"train": {"accuracy": ...}}
     _write_eval_plots(data, test)
     model_digest = digest(MODELS)
     run_id = _train_run(uri, model_digest)
@@ -211,7 +215,7 @@ def evaluate(params: Path = PARAMS) -> str:
             experiment.log_evaluation(tr, config, data, result, {**final, **facts}, test,
                                       Path(tmp))
     print("evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()
-                                    if k.startswith("test_"))
+                                    if k.startswith("test/"))
           + f" -> {METRICS}; mlflow run {tr.run_id}")
     return tr.run_id
 

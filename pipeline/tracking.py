@@ -377,7 +377,11 @@ class Tracker:
         mlflow.log_input(dataset, context="training")
 
     def log_model(self, npz: Path, X_example, y_example) -> str:
-        """The numpy-only pyfunc (models from code) with signature and input example."""
+        """The numpy-only pyfunc (models from code) with signature and input example.
+
+        The signature's params schema has ``predict_proba`` (bool, default false): a caller,
+        the served model's too, asks for class probabilities with ``{"predict_proba": true}``.
+        """
         import pandas as pd
 
         mlflow = _mlflow()
@@ -391,7 +395,9 @@ class Tracker:
             warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(PYFUNC_FILE), artifacts={"model_npz": str(npz)},
-                signature=infer_signature(X_example, y_example), input_example=X_example,
+                signature=infer_signature(X_example, y_example,
+                                          params={"predict_proba": False}),
+                input_example=X_example,
                 pip_requirements=reqs)
         return info.model_uri
 
@@ -405,12 +411,15 @@ def _status_of(exc_type: type[BaseException] | None) -> str:
 
 def save_model_npz(path: Path, task: str, W: np.ndarray, b: np.ndarray, scaler: Any,
                    classes: np.ndarray | None, feature_names: list[str],
-                   target_names: list[str]) -> Path:
-    """Weights, scaler and labels in one ``.npz`` (no pickle): what the pyfunc loads."""
+                   target_names: list[str], model: str = "") -> Path:
+    """Weights, scaler and labels in one ``.npz`` (no pickle): what the pyfunc loads.
+
+    ``model`` (logistic, softmax, ovr, ...) tells the pyfunc how logits become probabilities.
+    """
     if classes is not None and classes.dtype.kind == "O":
         classes = classes.astype(str)
-    np.savez(path, task=np.array(task), W=W, b=b, keep=scaler.keep, mean=scaler.mean,
-             scale=scaler.scale, y_mean=scaler.y_mean, y_scale=scaler.y_scale,
+    np.savez(path, task=np.array(task), model=np.array(model), W=W, b=b, keep=scaler.keep,
+             mean=scaler.mean, scale=scaler.scale, y_mean=scaler.y_mean, y_scale=scaler.y_scale,
              classes=classes if classes is not None else np.zeros(0),
              feature_names=np.array(feature_names, dtype=str),
              target_names=np.array(target_names, dtype=str))

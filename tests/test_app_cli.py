@@ -52,15 +52,16 @@ def test_logistic_l1_makes_one_finished_run_with_everything(cli, store, tmp_path
     assert {"reg.lam", "solver.tol", "solver.max_iter", "tracking.experiment", "seed"} <= set(p)
     for split in ("train", "val", "test"):
         for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"):
-            assert f"{split}_{k}" in m
-    assert {"nonzero_weights", "n_passes", "fit_time_s", "converged", "final_objective"} <= set(m)
+            assert f"{split}/{k}" in m
+    assert {f"fit/{k}" for k in ("nonzero_weights", "n_passes", "fit_time_s", "converged",
+                                 "final_objective")} <= set(m)
     assert {"git.commit", "git.dirty", "dataset.name", "dataset.digest", "hydra.overrides",
             "solver.actual", "criterion"} <= set(t)
     assert "reg=l1" in t["hydra.overrides"]
     client = MlflowClient(store)
-    hist = client.get_metric_history(run.info.run_id, "objective")
-    assert len(hist) == int(m["n_iter"]) > 1
-    assert len(client.get_metric_history(run.info.run_id, "data_loss")) == len(hist)
+    hist = client.get_metric_history(run.info.run_id, "step/objective")
+    assert len(hist) == int(m["fit/n_iter"]) > 1
+    assert len(client.get_metric_history(run.info.run_id, "step/data_loss")) == len(hist)
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
     files |= {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert {"config.yaml", "model.npz", "test_predictions.npz", "plots/objective.png",
@@ -193,7 +194,7 @@ def test_mlflow_server_lists_runs_and_metric_histories(cli, store, tmp_path):
         assert len(found) == 2 and all(r["info"]["status"] == "FINISHED" for r in found)
         for r in found:
             hist = _get(f"{base}/api/2.0/mlflow/metrics/get-history?run_id="
-                        f"{r['info']['run_id']}&metric_key=objective")
+                        f"{r['info']['run_id']}&metric_key=step%2Fobjective")
             assert len(hist["metrics"]) > 1
     finally:
         server.terminate()

@@ -40,12 +40,12 @@ def test_every_model_and_reg_runs_end_to_end(store, tmp_path, model, reg):
     assert run_.info.status == "FINISHED"
     for split in ("train", "val", "test"):
         for name in FINAL[model]:
-            assert f"{split}_{name}" in run_.data.metrics, (split, name)
+            assert f"{split}/{name}" in run_.data.metrics, (split, name)
     for key in ("final_objective", "n_passes", "fit_time_s", "converged"):
-        assert key in run_.data.metrics
-    assert ("nonzero_weights" in run_.data.metrics) == (reg in ("l1", "elasticnet"))
+        assert f"fit/{key}" in run_.data.metrics
+    assert ("fit/nonzero_weights" in run_.data.metrics) == (reg in ("l1", "elasticnet"))
     assert run_.data.params["model.name"] == model and run_.data.params["reg.name"] == reg
-    hist = MlflowClient(store).get_metric_history(res.run_id, "objective")
+    hist = MlflowClient(store).get_metric_history(res.run_id, "step/objective")
     assert len(hist) >= 1 and hist[-1].value == pytest.approx(res.fit.objective, rel=1e-9)
     # the numpy-only pyfunc predicts what the pipeline predicted on the test split
     model_ = mlflow.pyfunc.load_model(f"runs:/{res.run_id}/model")
@@ -62,7 +62,7 @@ def test_every_model_and_reg_runs_end_to_end(store, tmp_path, model, reg):
 
 def test_l1_makes_weights_sparse_and_summary_names_the_run(store, tmp_path):
     res = _run(store, tmp_path, ["model=linear", "dataset=diabetes", "reg=l1", "reg.lam=0.5"])
-    assert res.metrics["nonzero_weights"] < res.metrics["n_weights"]
+    assert res.metrics["fit/nonzero_weights"] < res.metrics["fit/n_weights"]
     text = run.summary(res, compose(["model=linear", "dataset=diabetes", "reg=l1"]))
     assert res.run_id in text and "mlflow ui" in text and "test:" in text
 
@@ -85,10 +85,10 @@ def test_progress_logs_a_validation_score_when_the_core_passes_the_weights():
     W, b = np.zeros((d.X["train"].shape[1], 3)), np.array([0.0, 5.0, 0.0])
     progress(2, 0.7, 0.6, W, b)  # a core that also passes W, b
     progress.close()
-    assert stub.steps[0] == (1, {"objective": 0.9, "data_loss": 0.8})
+    assert stub.steps[0] == (1, {"step/objective": 0.9, "step/data_loss": 0.8})
     step, values = stub.steps[1]
     acc = np.mean(d.y["val"] == 1)
-    assert step == 2 and values["step_val_accuracy"] == pytest.approx(acc)
+    assert step == 2 and values["step/val_accuracy"] == pytest.approx(acc)
 
 
 class _Stream(io.StringIO):
@@ -164,4 +164,4 @@ def test_fit_time_excludes_numba_compiling_inside_the_solvers_window(monkeypatch
     assert compiled and compiled[0] > 0.01
     assert res.compile_time_s >= 0.9 * compiled[0]
     assert raw[0] - res.time_s == pytest.approx(compiled[0], rel=0.1, abs=0.01)
-    assert experiment.solver_facts(res, "l2")["compile_time_s"] == res.compile_time_s
+    assert experiment.solver_facts(res, "l2")["fit/compile_time_s"] == res.compile_time_s

@@ -60,7 +60,7 @@ def test_every_run_ends_with_its_true_status(store, exc, status):
     tr = tracking.Tracker(store, "t", "r", {"a": "b"})
     with pytest.raises(type(exc)) if exc else contextlib.nullcontext():
         with tr:
-            tr.add_step(0, {"objective": 1.0})
+            tr.add_step(0, {"step/objective": 1.0})
             if exc:
                 raise exc
     run_ = _status(store, tr.run_id)
@@ -86,9 +86,9 @@ def test_per_step_metrics_are_sent_in_batches(store, monkeypatch):
     monkeypatch.setattr(MlflowClient, "log_batch", counting)
     with tracking.Tracker(store, "t", "r", {}) as tr:
         for i in range(1500):
-            tr.add_step(i, {"objective": 1.0 / (i + 1), "data_loss": 0.5})
+            tr.add_step(i, {"step/objective": 1.0 / (i + 1), "step/data_loss": 0.5})
     assert sum(calls) == 3000 and len(calls) <= 6 and max(calls) <= 1000
-    hist = MlflowClient(store).get_metric_history(tr.run_id, "objective")
+    hist = MlflowClient(store).get_metric_history(tr.run_id, "step/objective")
     assert len(hist) == 1500 and sorted(h.step for h in hist) == list(range(1500))
 
 
@@ -140,7 +140,7 @@ def test_a_run_whose_last_metrics_cannot_be_sent_ends_failed_with_the_error(stor
     with pytest.raises(OSError, match="disk full"):
         with tr:
             tr._last_flush = time.monotonic()  # not due: the value waits for the end
-            tr.add_step(0, {"objective": 1.0})
+            tr.add_step(0, {"step/objective": 1.0})
 
             def full(*a, **k):
                 raise OSError("disk full")

@@ -122,7 +122,7 @@ def test_repro_from_nothing_is_bit_for_bit(repo):
     assert not differ, ("dvc repro on a fresh clone did not reproduce the committed dvc.lock; "
                         f"differing outputs (fresh md5, committed md5): {differ}")
     assert "Stage 'evaluate' didn't change, skipping" in out
-    assert json.loads((repo / "metrics/eval.json").read_text())["test_accuracy"] > 0.9
+    assert json.loads((repo / "metrics/eval.json").read_text())["test"]["accuracy"] > 0.9
     for rel in OUTPUTS:
         assert (repo / rel).is_file(), rel
     assert "Data and pipelines are up to date" in dvc(repo, "repro")
@@ -158,9 +158,9 @@ def check_lineage(run, lk: dict, head: str | None = None,
                if k.startswith(f"dvc.{stage}.dep.")}
         assert got == deps, stage
         assert tags[f"dvc.{stage}.inputs_md5"]
-    assert {"objective", "fit_time_s"} <= set(run.data.metrics)
+    assert {"step/objective", "fit/fit_time_s"} <= set(run.data.metrics)
     if "evaluate" in stages:
-        assert "test_accuracy" in run.data.metrics
+        assert "test/accuracy" in run.data.metrics
     assert run.data.params["reg.lam"]
 
 
@@ -173,7 +173,7 @@ def test_param_change_reruns_train_and_evaluate_only(repo):
     assert "Stage 'prepare' didn't change, skipping" in out
     assert "Running stage 'train'" in out and "Running stage 'evaluate'" in out
     after = json.loads((repo / "metrics/eval.json").read_text())
-    assert after["final_penalty"] != before["final_penalty"]
+    assert after["fit"]["final_penalty"] != before["fit"]["final_penalty"]
     assert "reg.lam" in dvc(repo, "params", "diff")
     sh(repo, "git", "checkout", "--", "params.yaml")
     dvc(repo, "repro")  # back to the committed params: restored from DVC's run cache
@@ -187,10 +187,10 @@ def test_exp_run_with_hydra_overrides(repo, tmp_path):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert params["model"]["name"] == "softmax" and params["dataset"]["name"] == "iris"
     metrics = json.loads((repo / "metrics/eval.json").read_text())
-    assert metrics["test_accuracy"] > 0.8 and "test_macro_f1" in metrics
+    assert metrics["test"]["accuracy"] > 0.8 and "macro_f1" in metrics["test"]
     shown = dvc(repo, "exp", "show", "--json")
-    assert "iris-softmax" in shown and "test_macro_f1" in shown
-    assert "test_accuracy" in dvc(repo, "metrics", "show")
+    assert "iris-softmax" in shown and "macro_f1" in shown
+    assert "test.accuracy" in dvc(repo, "metrics", "show")  # nested keys, dotted
     assert "index.html" in dvc(repo, "plots", "show", "-o", str(tmp_path / "plots"))
     assert (tmp_path / "plots" / "index.html").stat().st_size > 1000
     runs = runs_of(f"sqlite:///{repo / 'mlflow.db'}")
@@ -226,7 +226,7 @@ def test_queued_experiments_land_in_the_repository_store(repo):
         run = next(r for r in runs if r.data.tags.get("dvc.exp_name") == name)
         assert run.info.status == "FINISHED"
         assert run.data.tags["dvc.stages"] == "train,evaluate"
-        assert "test_accuracy" in run.data.metrics
+        assert "test/accuracy" in run.data.metrics
         assert str(repo) in run.info.artifact_uri  # the repository's store, not the temp copy
 
 

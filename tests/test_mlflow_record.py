@@ -44,7 +44,63 @@ def test_a_file_run_is_named_by_the_files_stem_in_the_store(store, tmp_path):
                                  "dataset.target=[y]", "reg.lam=0.1"])
     got = MlflowClient(store).get_run(res.run_id)
     assert got.info.run_name == "linear-l2-lam0.1-houses"
-    assert got.data.metrics["compile_time_s"] >= 0 and "fit_time_s" in got.data.metrics
+    assert got.data.metrics["fit/compile_time_s"] >= 0 and "fit/fit_time_s" in got.data.metrics
+
+
+METRIC_GROUPS = {"step", "train", "val", "test", "fit"}
+
+
+def test_metric_names_are_grouped_for_the_ui_and_curves_stay_curves(store, tmp_path):
+    """Every metric is ``<group>/<name>`` (the run page's sections); the per-step ones are
+    curves with one value per solver step, the rest one value each."""
+    from mlflow.tracking import MlflowClient
+
+    res = _run(store, tmp_path, ["model=logistic", "reg=l1", "reg.lam=0.01"])
+    client = MlflowClient(store)
+    names = set(client.get_run(res.run_id).data.metrics)
+    assert {n.split("/", 1)[0] for n in names} == METRIC_GROUPS
+    assert all(n.count("/") == 1 for n in names)
+    for split in ("train", "val", "test"):
+        assert {f"{split}/accuracy", f"{split}/roc_auc", f"{split}/log_loss"} <= names
+    assert {"fit/n_passes", "fit/fit_time_s", "fit/final_objective", "fit/nonzero_weights"} <= names
+    n_steps = res.fit.n_iter
+    assert n_steps > 1
+    for name in ("step/objective", "step/data_loss"):
+        hist = client.get_metric_history(res.run_id, name)
+        assert [m.step for m in hist] == sorted({m.step for m in hist}) and len(hist) >= n_steps
+    for name in names - {n for n in names if n.startswith("step/")}:
+        assert len(client.get_metric_history(res.run_id, name)) == 1, name
+    assert client.get_metric_history(res.run_id, "step/objective")[-1].value == pytest.approx(
+        client.get_run(res.run_id).data.metrics["fit/final_objective"], rel=1e-12)
+
+
+def test_dvc_metrics_file_nests_the_same_names(store, tmp_path, monkeypatch):
+    """``metrics/eval.json`` is ``{"train": {"accuracy": ...}, ..., "fit": {...}}`` and holds
+    exactly the run's final metrics but the timings."""
+    import json
+
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    from pipeline import metrics, stages
+    from tests.conftest import REPO
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["tracking"].update(uri=store, log_model=False, log_plots=False, progress=False)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    stages.prepare()
+    stages.train()
+    run_id = stages.evaluate()
+    saved = json.loads((tmp_path / "metrics/eval.json").read_text())
+    assert set(saved) == METRIC_GROUPS - {"step"}
+    assert all(isinstance(v, dict) for v in saved.values())
+    logged = MlflowClient(store).get_run(run_id).data.metrics
+    final = {k: v for k, v in logged.items() if not k.startswith("step/")}
+    assert metrics.flat(saved) == pytest.approx(
+        {k: v for k, v in final.items() if k not in ("fit/fit_time_s", "fit/compile_time_s")})
+    header = (tmp_path / "plots/train/history.csv").read_text().splitlines()[0]
+    assert header.split(",")[:3] == ["step", "objective", "data_loss"]
 
 
 def test_sweep_name_keeps_what_the_sweep_varies_and_is_cut():

@@ -60,7 +60,7 @@ def _start_long_fit(tmp_path: Path, args: list[str]):
     deadline = time.time() + 60
     while time.time() < deadline:
         runs = [r for r in runs_of(uri) if r.data.tags.get("sweep") != "parent"]
-        if runs and _client(uri).get_metric_history(runs[0].info.run_id, "objective"):
+        if runs and _client(uri).get_metric_history(runs[0].info.run_id, "step/objective"):
             return proc
         if proc.poll() is not None:
             pytest.fail(f"the run ended before the signal:\n{proc.stderr.read()[-2000:]}")
@@ -368,7 +368,7 @@ def test_sigterm_during_the_dvc_train_stage_ends_its_run_killed(tmp_path, store)
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (runs_of(store) and _client(store).get_metric_history(
-            runs_of(store)[0].info.run_id, "objective")):
+            runs_of(store)[0].info.run_id, "step/objective")):
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
             pytest.fail(f"the stage never logged a step:\n{proc.communicate()[1][-2000:]}")

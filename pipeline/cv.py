@@ -1,0 +1,172 @@
+"""Cross-validated choice of lambda: the path on every fold, scores per lambda, the 1-SE rule.
+
+One lambda grid (from the full data's lam_max, as glmnet does) serves every fold, so the folds'
+scores line up lambda by lambda. Folds are stratified for classifiers and seeded; each fold's
+path is deterministic, so the result is the same for any ``n_jobs``. ``lam_min`` has the best
+mean score; ``lam_1se`` is the largest lambda whose mean is within one standard error of it
+(glmnet's rule: the simplest model the data cannot tell from the best). The refit on all the
+data runs the path down to the chosen lambda, warm-started, to the same tol as ``fit``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .api import decision_function, predict, predict_proba
+from .objectives import ArrayObjective
+from .paths import PathResult, lambda_grid, lambda_max, path
+from .solvers import FitResult
+from .validation import check_targets, check_X
+
+# name -> (what it needs from a fit, higher is better)
+SCORINGS = {"deviance": ("loss", False), "mse": ("decision", False), "r2": ("decision", True),
+            "accuracy": ("labels", True), "roc_auc": ("proba", True), "log_loss": ("proba", False)}
+CLASSIFIERS = ("logistic", "softmax", "ovr", "multilabel")
+
+
+@dataclass
+class CVResult:
+    """Scores per lambda over the folds, the chosen lambda and the refit on all the data."""
+
+    lams: np.ndarray       # (n_lams,) largest first
+    scores: np.ndarray     # (folds, n_lams) validation score of each fold's path
+    mean: np.ndarray       # (n_lams,)
+    se: np.ndarray         # (n_lams,) standard error of the mean over folds
+    lam_min: float
+    lam_1se: float
+    lam: float             # the chosen one (select)
+    select: str
+    scoring: str
+    greater_is_better: bool
+    folds: list[np.ndarray]  # validation row indices of each fold
+    fit: FitResult         # the refit on all the data at ``lam``
+    path: PathResult       # the full data's path down to ``lam``
+
+
+def _folds(model: str, y, n: int, folds: int, seed: int) -> list[np.ndarray]:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if not isinstance(folds, int | np.integer) or isinstance(folds, bool) or not 2 <= folds <= n:
+        raise ValueError(f"folds={folds!r} must be an integer from 2 to n_samples={n}")
+    if model in ("logistic", "softmax", "ovr"):
+        labels = np.asarray(y).ravel()
+        smallest = int(np.unique(labels, return_counts=True)[1].min())
+        if smallest < folds:
+            raise ValueError(f"folds={folds} is more than the {smallest} rows of the rarest "
+                             "class: stratified folds need a row of every class in each fold; "
+                             "use fewer folds")
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        return [val for _, val in splitter.split(np.zeros(n), labels)]
+    splitter_ = KFold(folds, shuffle=True, random_state=seed)
+    return [val for _, val in splitter_.split(np.zeros(n))]
+
+
+def _score(name: str, fit: FitResult, X, y, T: np.ndarray) -> float:
+    from sklearn import metrics
+
+    if name == "deviance":
+        objective = ArrayObjective(fit.model, X, T, 0 if fit.classes is None else
+                                   len(fit.classes))
+        G, gb = np.empty_like(fit.W), np.empty_like(fit.b)
+        return objective.loss_grad(fit.W, fit.b, G, gb)
+    if name in ("mse", "r2"):
+        Z = decision_function(fit, X)
+        truth = np.asarray(y, dtype=np.float64).reshape(Z.shape)
+        return float(metrics.mean_squared_error(truth, Z) if name == "mse"
+                     else metrics.r2_score(truth, Z))
+    if name == "accuracy":
+        return float(metrics.accuracy_score(np.asarray(y), predict(fit, X)))
+    P = predict_proba(fit, X)
+    if fit.model == "multilabel":  # log_loss is refused for it up front
+        return float(metrics.roc_auc_score(np.asarray(y), P))
+    assert fit.classes is not None
+    if name == "log_loss":
+        return float(metrics.log_loss(np.asarray(y), P, labels=fit.classes))
+    if fit.model == "logistic":
+        return float(metrics.roc_auc_score(np.asarray(y) == fit.classes[1], P[:, 1]))
+    return float(metrics.roc_auc_score(np.asarray(y), P, multi_class="ovr", labels=fit.classes))
+
+
+def _check_scoring(scoring: str | None, model: str) -> str:
+    name = "deviance" if scoring is None else scoring
+    if name not in SCORINGS:
+        raise ValueError(f"scoring={scoring!r} is not one of: {', '.join(SCORINGS)}")
+    if model == "linear" and name in ("accuracy", "roc_auc", "log_loss"):
+        raise ValueError(f"scoring={name!r} needs a classifier; for model='linear' use "
+                         "deviance, mse or r2")
+    if model == "multilabel" and name == "log_loss":
+        raise ValueError("scoring='log_loss' is not defined for multilabel targets; use "
+                         "deviance (the summed binary cross-entropies), accuracy or roc_auc")
+    if model != "linear" and name in ("mse", "r2"):
+        raise ValueError(f"scoring={name!r} is for model='linear'; for classifiers use "
+                         "deviance, accuracy, roc_auc or log_loss")
+    return name
+
+
+def _fold_scores(X, y, T, val: np.ndarray, lams: np.ndarray, scoring: str, kwargs) -> np.ndarray:
+    train = np.setdiff1d(np.arange(X.shape[0]), val)
+    P = path(X[train], y[train], lams=lams, **kwargs)
+    return np.array([_score(scoring, P.at(lam), X[val], y[val], T[val]) for lam in P.lams])
+
+
+def cv(X, y, *, model: str, reg: str, folds: int = 5, scoring: str | None = None,
+       select: str = "min", n_lams: int = 100, lam_min_ratio: float | None = None, lams=None,
+       l1_ratio: float | None = None, seed: int = 0, n_jobs: int = 1, **path_options) -> CVResult:
+    """Choose lambda by ``folds``-fold cross-validation of the path, and refit at it.
+
+    Parameters
+    ----------
+    X, y, model, reg, n_lams, lam_min_ratio, lams, l1_ratio : as for :func:`path`.
+    folds : number of folds (stratified for logistic, softmax and ovr; seeded by ``seed``).
+    scoring : deviance (the data loss, default), mse, r2 (linear); accuracy, roc_auc,
+        log_loss (classifiers).
+    select : "min" (best mean score) or "1se" (largest lambda within one standard error).
+    n_jobs : folds run in this many processes (the result does not depend on it).
+    path_options : solver, tol, max_iter, dtype, screening and the solver's options.
+    """
+    scoring_ = _check_scoring(scoring, model)
+    if select not in ("min", "1se"):
+        raise ValueError(f"select={select!r} must be 'min' or '1se'")
+    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
+        raise ValueError(f"n_jobs={n_jobs!r} must be an integer >= 1")
+    Xc = check_X(X, path_options.get("dtype", "float64"))
+    yc = np.asarray(y)
+    n = Xc.shape[0]
+    T, classes = check_targets(model, yc, n)
+    val_rows = _folds(model, yc, n, folds, seed)
+    full = ArrayObjective(model, Xc, T, 0 if classes is None else len(classes))
+    ratio = 0.5 if l1_ratio is None else l1_ratio
+    if reg == "none":
+        raise ValueError("reg='none' has no lambda to choose: use pipeline.fit, or reg=l1, l2 "
+                         "or elasticnet")
+    # One grid for every fold: the full data's (glmnet), so the folds' scores line up.
+    lam_max = lambda_max(full, reg, ratio)[0] if lams is None else 0.0
+    lams_ = lambda_grid(lams, lam_max, n_lams, lam_min_ratio, n, Xc.shape[1])
+    kwargs = dict(model=model, reg=reg, l1_ratio=l1_ratio, seed=seed, **path_options)
+    if n_jobs == 1:
+        parts = [_fold_scores(Xc, yc, T, v, lams_, scoring_, kwargs) for v in val_rows]
+    else:
+        from joblib import Parallel, delayed
+
+        parts = Parallel(n_jobs=n_jobs, backend="loky")(
+            delayed(_fold_scores)(Xc, yc, T, v, lams_, scoring_, kwargs) for v in val_rows)
+    scores = np.vstack(parts)
+    return _choose(scores, lams_, scoring_, select, val_rows, Xc, yc, kwargs)
+
+
+def _choose(scores, lams, scoring, select, val_rows, X, y, kwargs) -> CVResult:
+    greater = SCORINGS[scoring][1]
+    mean = scores.mean(axis=0)
+    se = scores.std(axis=0, ddof=1) / np.sqrt(scores.shape[0])
+    signed = mean if greater else -mean
+    best = int(np.argmax(signed))  # the first (largest) lambda among ties
+    within = np.flatnonzero(signed >= signed[best] - se[best])
+    one_se = int(within.min())  # lams run from largest to smallest
+    chosen = best if select == "min" else one_se
+    refit = path(X, y, lams=lams[:chosen + 1], **kwargs)
+    return CVResult(lams=lams, scores=scores, mean=mean, se=se, lam_min=float(lams[best]),
+                    lam_1se=float(lams[one_se]), lam=float(lams[chosen]), select=select,
+                    scoring=scoring, greater_is_better=greater, folds=val_rows,
+                    fit=refit.at(lams[chosen]), path=refit)
