@@ -72,6 +72,7 @@ class Objective:
         self.kind = kernels.KINDS[model]
         self.n_samples, self.n_features, self.n_outputs = n_samples, n_features, n_outputs
         self.counter = counter or PassCounter(n_samples)
+        self._gram: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ what a source provides
     def map_chunks(self, op: Callable[..., Any], *args) -> list:
@@ -117,9 +118,15 @@ class Objective:
         np.multiply(hb, scale, out=hb_out)
 
     def gram(self) -> tuple[np.ndarray, np.ndarray]:
-        """``A = [X 1]^T [X 1] / n`` (k+1, k+1) and ``C = [X 1]^T T / n`` (k+1, m). One pass."""
-        A, C = self._reduce(chunk_ops.gram)
-        return A / self.n_samples, C / self.n_samples
+        """``A = [X 1]^T [X 1] / n`` (k+1, k+1) and ``C = [X 1]^T T / n`` (k+1, m).
+
+        One pass the first time; kept afterwards (the data do not change), so that fits
+        warm-started on the same objective (a regularisation path) share it. Copies returned.
+        """
+        if self._gram is None:
+            A, C = self._reduce(chunk_ops.gram)
+            self._gram = (A / self.n_samples, C / self.n_samples)
+        return self._gram[0].copy(), self._gram[1].copy()
 
     def logistic_hessian(self, w, b: float) -> np.ndarray:
         """``[X 1]^T diag(sigma'(z)) [X 1] / n`` (k+1, k+1) at ``z = X w + b`` (logistic; the

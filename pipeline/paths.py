@@ -193,8 +193,15 @@ class _PathRun:
                  checked: dict, tol: float, max_iter: int, seed: int, screening: bool):
         self.obj, self.reg, self.l1_ratio = objective, reg, l1_ratio
         self.solver, self.checked = solver, checked
-        self.tol, self.max_iter, self.seed, self.screening = tol, max_iter, seed, screening
         k, m = objective.n_features, objective.n_outputs
+        # Linear models on the Gram (cd, closed form) pay one pass for it over the whole path
+        # (the objective keeps it); screening would copy columns and form Grams anew.
+        gram_based = objective.model == "linear" and (
+            solver in ("cd", "closed_form")
+            or (solver == "auto" and choose_auto("linear", reg, objective.n_samples, k)
+                in ("cd", "closed_form")))
+        self.tol, self.max_iter, self.seed = tol, max_iter, seed
+        self.screening = screening and not gram_based
         self.W, self.b = np.zeros((k, m)), np.zeros(m)
         self.G: np.ndarray | None = None  # gradient of L at the last point (full problem)
         self.a1_prev = np.inf
