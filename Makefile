@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: setup lock run repro test lint bench bench-startup clean
+.PHONY: setup lock run repro test lint bench bench-peers bench-paths bench-startup clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,13 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/solvers.py
+
+# The peers of bench/scale.py and bench/paths.py (dask-ml, glum) join the environment.
+bench-peers: $(STAMP)
+	$(UV) sync --locked --extra dev --extra dask --extra zarr --extra bench
+
+bench-paths: bench-peers
+	$(BIN)/python bench/paths.py
 
 clean:
 	rm -rf $(VENV) mlruns mlflow.db outputs multirun .pytest_cache
