@@ -5,6 +5,14 @@
 """
 
 from .api import decision_function, fit, predict, predict_proba
+from .chunked import (
+    ChunkedSource,
+    NpyShardsSource,
+    NpySource,
+    ParquetSource,
+    ZarrSource,
+    open_source,
+)
 from .cv import CVResult, cv
 from .paths import PathResult, path
 from .solvers import FitResult, IgnoredParameterWarning, SeparableDataWarning
@@ -13,3 +21,5 @@ from .solvers._problem import ConvergenceWarning, NonFiniteError
 __all__ = ["CVResult", "ConvergenceWarning", "FitResult", "IgnoredParameterWarning",
            "NonFiniteError", "PathResult", "SeparableDataWarning", "cv", "decision_function", "fit",
            "path", "predict", "predict_proba"]
+__all__ += ["ChunkedSource", "NpyShardsSource", "NpySource", "ParquetSource", "ZarrSource",
+            "open_source"]  # data streamed from disk (pipeline.chunked)

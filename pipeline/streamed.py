@@ -17,6 +17,7 @@ encoded per chunk with :func:`pipeline.objectives.encode_targets`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import queue
 import threading
@@ -34,16 +35,23 @@ PREFETCH = 2  # chunks read ahead of the kernel
 _CLASSIFIERS = ("logistic", "softmax", "ovr")
 
 
-def encode_chunk(model: str, classes: np.ndarray | None, dtype: str, X_c: np.ndarray,
-                 y_c: np.ndarray, lo: int = 0, where: str = "X") -> tuple[np.ndarray, np.ndarray]:
-    """One chunk as the kernels take it: X C-contiguous of ``dtype`` (checked finite) and the
-    encoded targets T (rows, m) float64, as ``check_targets`` + ``encode_targets`` give them
-    on the whole array. ``lo`` is the chunk's first row (for error messages)."""
+def chunk_X(X_c: np.ndarray, dtype: str, lo: int = 0, where: str = "X") -> np.ndarray:
+    """A chunk's X as the kernels take it: C-contiguous of ``dtype``, checked finite (``lo``,
+    its first row, numbers the rows an error names)."""
     X = np.ascontiguousarray(X_c, dtype=dtype)
     if X.size and not kernels.all_finite(X):
         rows = np.flatnonzero(~np.isfinite(X).all(axis=1)) + lo
         raise SourceError(f"{where} has NaN/inf value(s) in rows {rows[:10].tolist()}"
                           f"{' ...' if rows.size > 10 else ''}; impute or drop them first")
+    return X
+
+
+def encode_chunk(model: str, classes: np.ndarray | None, dtype: str, X_c: np.ndarray,
+                 y_c: np.ndarray, lo: int = 0, where: str = "X") -> tuple[np.ndarray, np.ndarray]:
+    """One chunk as the kernels take it: X (:func:`chunk_X`) and the encoded targets T
+    (rows, m) float64, as ``check_targets`` + ``encode_targets`` give them on the whole
+    array."""
+    X = chunk_X(X_c, dtype, lo, where)
     y = np.asarray(y_c)
     if model in _CLASSIFIERS:
         assert classes is not None
@@ -214,7 +222,9 @@ class StreamedObjective(Objective):
                 for loader, (lo, _) in zip(self.source.loaders(), self.bounds, strict=True)]
 
     def map_chunks(self, op, *args) -> list:
-        return [op(X, T, *args) for X, T in prefetched(self._loaders, self.prefetch)]
+        # closing: a kernel error stops the reader now, not when the traceback is freed
+        with contextlib.closing(prefetched(self._loaders, self.prefetch)) as chunks:
+            return [op(X, T, *args) for X, T in chunks]
 
     def take(self, rows) -> tuple[np.ndarray, np.ndarray]:
         X, y = self.source.take(np.asarray(rows))
@@ -229,6 +239,17 @@ class StreamedObjective(Objective):
 
 def _decision(X, T, W, b) -> np.ndarray:
     return kernels.decision_function(X, W, b)
+
+
+def source_decision(source: ChunkedSource, W, b, dtype: str = "float64") -> np.ndarray:
+    """Logits ``X W + b`` (n, m) of every row of ``source``, chunk by chunk (for predict)."""
+    if source.n_features != W.shape[0]:
+        raise ValueError(f"the source has {source.n_features} features but the model was fit "
+                         f"on {W.shape[0]}")
+    where = f"X ({source.path})"
+    return np.concatenate([
+        kernels.decision_function(chunk_X(X_c, dtype, lo, where), W, b)
+        for (lo, _), (X_c, _) in zip(source.bounds, prefetched(source.loaders()), strict=True)])
 
 
 def column_stats(source: ChunkedSource, dtype: str = "float64",
@@ -271,8 +292,9 @@ def streamed_problem(source: ChunkedSource, y, model: str, solver: str, dtype: s
         raise TypeError("y must be None when X is a ChunkedSource: the targets come from the "
                         "source (its target=...)")
     if backend != "cpu":
-        raise ValueError(f"backend={backend!r} needs X in memory; a ChunkedSource streams on "
-                         "backend='cpu' (load the data into an array for the GPU)")
+        raise ValueError(f"backend={backend!r} does not take a ChunkedSource (yet): a source "
+                         "streams on backend='cpu'; load the data into an array for "
+                         f"backend={backend!r}")
     if solver == "sgd":
         works = [s for s in SOLVERS if s not in NEEDS_MEMORY]
         raise ValueError("solver='sgd' draws shuffled mini-batches from all rows, so it needs "
