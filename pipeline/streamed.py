@@ -21,7 +21,8 @@ import contextlib
 import functools
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,7 @@ def load_encoded(loader: Callable[[], tuple[np.ndarray, np.ndarray]], model: str
     return encode_chunk(model, classes, dtype, *loader(), lo=lo, where=where)
 
 
-def prefetched(loaders: Sequence[Callable[[], object]], depth: int = PREFETCH) -> Iterator:
+def prefetched(loaders: Sequence[Callable[[], Any]], depth: int = PREFETCH) -> Generator:
     """``loader()`` for each loader in order, read by a background thread at most ``depth``
     results ahead of the consumer. An error in a loader is raised in the consumer; a consumer
     that stops early stops the thread."""
