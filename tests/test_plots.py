@@ -124,3 +124,38 @@ def test_make_all_writes_the_tasks_figures_at_a_readable_size(tmp_path, task):
     for path in paths:
         width, height = _png_size(path)
         assert width >= 600 and height >= 400, (path.name, width, height)
+
+
+def test_dvc_plots_show_renders_offline(tmp_path):
+    """``dvc plots show`` with the repository's config: vega inline from the shipped template,
+    nothing the page would load from the network (its default page loads vega from a CDN)."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, cli_env
+
+    dvc = [str(Path(sys.executable).with_name("dvc"))]
+    template = REPO / ".dvc" / "plots" / "template.html"
+    text = template.read_text()
+    assert "{plot_divs}" in text and "{scripts}" not in text  # DVC adds no CDN tags
+    subprocess.run([*dvc, "init", "--no-scm", "-q"], cwd=tmp_path, env=cli_env(), check=True)
+    shutil.copy(REPO / ".dvc" / "config", tmp_path / ".dvc" / "config")
+    (tmp_path / ".dvc" / "plots").mkdir()
+    shutil.copy(template, tmp_path / ".dvc" / "plots" / "template.html")
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copytree(REPO / "plots", tmp_path / "plots")
+    done = subprocess.run([*dvc, "plots", "show", "-o", "out"], cwd=tmp_path, env=cli_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    page = (tmp_path / "out" / "index.html").read_text()
+    attribute = r"""(?:src|href)\s*=\s*["']?([^"'\s>]+)"""
+    css = r"""url\(([^)]*)\)|@import\s+["']?([^"'\s;]+)"""
+    loads = re.findall(f"{attribute}|{css}", page, re.IGNORECASE)
+    remote = [u for group in loads for u in group if re.match(r"\s*(https?:)?//", u)]
+    assert remote == [], remote[:5]
+    assert "cdn." not in page
+    for marker in ("/* vega 5.20.2 */", "/* vega-lite 5.2.0 */", "/* vega-embed 6.18.2 */"):
+        assert marker in page
+    assert page.count("vegaEmbed('#") == 4  # one per plot of dvc.yaml
