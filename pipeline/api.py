@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 import kernels
 
-from .objectives import ArrayObjective
+from .objectives import ArrayObjective, Objective, encode_targets
 from .penalties import Penalty
 from .solvers import (
     SOLVERS,
@@ -23,8 +25,8 @@ from .validation import check_hyperparameters, check_targets, check_X, warn_inef
 
 def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: float | None = None,
         solver: str = "auto", tol: float = 1e-7, max_iter: int = 1000, seed: int = 0,
-        dtype: str = "float64", backend: str = "cpu", callback: Callback | None = None,
-        **solver_options) -> FitResult:
+        dtype: str = "float64", backend: str = "cpu", backend_options: dict | None = None,
+        callback: Callback | None = None, **solver_options) -> FitResult:
     """Minimise F = L + R (``shared/spec/objectives.md``) for one of the lecture's models.
 
     Parameters
@@ -41,7 +43,13 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
     max_iter : iterations (epochs for sgd, sweeps for cd).
     seed : seeds every random choice (sgd shuffles, Hessian and Lipschitz samples).
     dtype : float64 or float32 storage of X (W, b and all sums stay float64).
-    backend : cpu (numba) or cuda (numba CUDA; X copied to the GPU once, needs the cuda extra).
+    backend : cpu (numba), cuda (numba CUDA; X copied to the GPU once, needs the cuda extra)
+        or dask (chunks resident on the workers of a Dask cluster, ``pipeline.dask_backend``).
+    backend_options : for ``backend="dask"`` only: ``address`` (an existing scheduler; default
+        a LocalCluster on 127.0.0.1 started and closed by this call), ``n_workers``,
+        ``threads_per_worker``, ``chunk_rows``, ``timeout``, ``scratch_dir`` (see
+        ``pipeline.dask_backend.DaskOptions``). X is written once to ``scratch_dir`` as a
+        ``.npy`` file the workers read their chunks from, never sent through the scheduler.
     callback : ``callback(step, F, L, W, b)`` after every step (progress bars, per-step
         metrics); W and b are the solver's current arrays: copy them to keep them.
     solver_options : the solver's own options (e.g. ``batch_size``, ``lr`` for sgd). An option
@@ -64,35 +72,67 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
     if callback is not None and not callable(callback):
         raise TypeError(f"callback={callback!r} must be callable as callback(step, F, L, W, b)")
     checked = check_solver_options(solver, solver_options)
+    dask_options = _backend_options(backend, backend_options)
     warn_ineffective(reg, lam, l1_ratio is not None)
     X = check_X(X, dtype)
     T, classes = check_targets(model, y, X.shape[0])
     n_classes = 0 if classes is None else len(classes)
-    if backend == "cuda":
-        from .objectives_cuda import CudaObjective
+    with contextlib.ExitStack() as stack:
+        objective: Objective
+        if backend == "cuda":
+            from .objectives_cuda import CudaObjective
 
-        objective: ArrayObjective = CudaObjective(model, X, T, n_classes)
-    else:
-        objective = ArrayObjective(model, X, T, n_classes)
-    penalty = Penalty(reg, lam, l1_ratio_, X.shape[1])
-    chosen = choose_auto(model, reg, X.shape[0], X.shape[1], backend) if solver == "auto" \
-        else solver
+            objective = CudaObjective(model, X, T, n_classes)
+        elif backend == "dask":
+            from .dask_backend import array_objective
+
+            objective = stack.enter_context(
+                array_objective(model, X, T, n_classes, dask_options, dtype))
+        else:
+            objective = ArrayObjective(model, X, T, n_classes)
+        result = _solve(objective, X, T, n_classes, reg, lam, l1_ratio_, solver, tol,
+                        max_iter, seed, backend, callback, checked)
+    result.classes = classes
+    result.dtype = dtype
+    if backend == "dask":
+        result.backend_facts = objective.backend_facts  # type: ignore[attr-defined]
+    return result
+
+
+def _backend_options(backend: str, given: dict | None):
+    """The checked options of ``backend="dask"``; ``TypeError`` for options on another
+    backend (it has none)."""
+    if backend == "dask":
+        from .dask_backend import check_options
+
+        return check_options(given)
+    if given:
+        raise TypeError(f"backend_options={given!r} are for backend='dask' only; "
+                        f"backend={backend!r} takes none")
+    return None
+
+
+def _solve(objective: Objective, X, T, n_classes: int, reg: str, lam: float, l1_ratio: float,
+           solver: str, tol: float, max_iter: int, seed: int, backend: str,
+           callback: Callback | None, checked: dict) -> FitResult:
+    """The chosen solver on ``objective`` + the penalty (the separability LP on the driver's
+    X and encoded targets first, when the optimum may not exist)."""
+    model = objective.model
+    penalty = Penalty(reg, lam, l1_ratio, objective.n_features)
+    chosen = (choose_auto(model, reg, objective.n_samples, objective.n_features, backend)
+              if solver == "auto" else solver)
     options = options_for(chosen, checked, solver)
     problem = Problem(objective, penalty, tol, max_iter, callback, seed=seed)
     if problem.can_diverge:
         from .separability import separating_point  # scipy's LP: imported only when needed
 
-        separator = separating_point(model, X, objective.T, objective.n_outputs)
+        separator = separating_point(model, X, encode_targets(model, T, n_classes),
+                                     objective.n_outputs)
         if separator is not None:
-            result = problem.stop_separable(chosen, *separator)
-            result.classes, result.dtype = classes, dtype
-            return result
+            return problem.stop_separable(chosen, *separator)
     W, b = objective.zeros()
     with np.errstate(over="ignore", invalid="ignore"):  # overflow: a NonFiniteError says it
-        result = SOLVERS[chosen].fn(problem, W, b, **options)
-    result.classes = classes
-    result.dtype = dtype
-    return result
+        return SOLVERS[chosen].fn(problem, W, b, **options)
 
 
 def _point(result, lam: float | None) -> FitResult:

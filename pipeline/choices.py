@@ -7,4 +7,4 @@ MODELS = ("linear", "logistic", "softmax", "ovr", "multilabel")
 REGS = ("none", "l1", "l2", "elasticnet")
 SMOOTH_REGS = ("none", "l2")  # R differentiable: the smooth solvers apply
 DTYPES = ("float64", "float32")
-BACKENDS = ("cpu", "cuda")
+BACKENDS = ("cpu", "cuda", "dask")

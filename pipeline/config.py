@@ -121,6 +121,31 @@ class BackendConfig:
 
 
 @dataclass
+class DaskBackendConfig(BackendConfig):
+    """``backend=dask``: the options of ``pipeline.dask_backend.DaskOptions`` (same checks)."""
+
+    name: str = "dask"
+    address: str | None = None  # an existing scheduler; None: a LocalCluster on 127.0.0.1
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    chunk_rows: int = 65_536
+    timeout: float = 120.0
+    scratch_dir: str | None = None
+
+
+BACKEND_SCHEMAS: dict[str, type] = {"dask": DaskBackendConfig}
+
+
+def backend_options(backend: BackendConfig) -> dict[str, Any] | None:
+    """What ``pipeline.fit`` takes as ``backend_options`` (the dask fields), else None."""
+    if not isinstance(backend, DaskBackendConfig):
+        return None
+    common = {f.name for f in dataclasses.fields(BackendConfig)}
+    return {f.name: getattr(backend, f.name) for f in dataclasses.fields(backend)
+            if f.name not in common}
+
+
+@dataclass
 class TrackingConfig:
     """Where runs go. ``uri`` None: $MLFLOW_TRACKING_URI, else sqlite:///<root>/mlflow.db."""
 
@@ -169,6 +194,7 @@ def register() -> None:
     for name, node in SOLVER_SCHEMAS.items():
         cs.store(group="schema/solver", name=name, node=node)
     cs.store(group="schema/backend", name="backend", node=BackendConfig)
+    cs.store(group="schema/backend", name="dask", node=DaskBackendConfig)
     cs.store(group="schema/tracking", name="tracking", node=TrackingConfig)
 
 
@@ -237,6 +263,7 @@ def validate(config: Config) -> None:
                           "name (default linear-models)")
     if config.backend.threads is not None:
         _range("backend.threads", config.backend.threads, 1)
+    _check_dask(config.backend)
     if d.source == "sklearn":
         _allowed("dataset.name", d.name, list(SKLEARN_SETS))
     if d.task != "auto" or d.source != "file":
@@ -261,6 +288,22 @@ def validate(config: Config) -> None:
         raise ConfigError("dataset.target=[] names no target column; allowed: one or more "
                           "column names of the file (several for multilabel)")
     _check_core_compatibility(m.name, r.name, s.name, config.backend.name)
+
+
+def _check_dask(backend: BackendConfig) -> None:
+    """The dask options through the API's own checks (an address that does not answer is
+    an error here, before any run opens)."""
+    options = backend_options(backend)
+    if options is None:
+        if backend.name == "dask":
+            raise ConfigError("backend.name=dask needs the dask schema: choose backend=dask")
+        return
+    from .dask_backend import check_options
+
+    try:
+        check_options(options)
+    except (TypeError, ValueError, ConnectionError) as err:
+        raise ConfigError(str(err).replace("backend option ", "backend.")) from None
 
 
 def _check_core_compatibility(model: str, reg: str, solver: str, backend: str) -> None:
@@ -384,6 +427,7 @@ def _unknown_message(key: str, cfg: DictConfig) -> str:
     source = OmegaConf.select(cfg, "dataset.source", default="sklearn")
     schema = (SOLVER_SCHEMAS.get(name, SolverConfig) if group == "solver"
               else DATASET_SCHEMAS.get(source, DatasetConfig) if group == "dataset"
+              else BACKEND_SCHEMAS.get(name, BackendConfig) if group == "backend"
               else _GROUP_SCHEMAS[group])
     keys = ", ".join(f.name for f in dataclasses.fields(schema) if f.name != "name")
     return f"{key} is not an option of {group}={name}; its options: {keys}"
@@ -411,7 +455,9 @@ def _schema_for(cfg: DictConfig) -> DictConfig:
     solver = OmegaConf.select(cfg, "solver.name", default=None)
     schema.dataset = OmegaConf.structured(DATASET_SCHEMAS.get(source, DatasetConfig))
     schema.solver = OmegaConf.structured(SOLVER_SCHEMAS.get(solver, SolverConfig))
-    for group, node in [("model", ModelConfig), ("reg", RegConfig), ("backend", BackendConfig),
+    backend = OmegaConf.select(cfg, "backend.name", default=None)
+    schema.backend = OmegaConf.structured(BACKEND_SCHEMAS.get(backend, BackendConfig))
+    for group, node in [("model", ModelConfig), ("reg", RegConfig),
                         ("tracking", TrackingConfig)]:
         schema[group] = OmegaConf.structured(node)
     return schema

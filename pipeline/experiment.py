@@ -157,6 +157,7 @@ def fit(config: cfgmod.Config, data: datamod.Dataset, callback: Any) -> Any:
                           solver=config.solver.name, tol=config.solver.tol,
                           max_iter=config.solver.max_iter, seed=config.seed,
                           dtype=config.backend.dtype, backend=config.backend.name,
+                          backend_options=cfgmod.backend_options(config.backend),
                           callback=callback, **cfgmod.solver_options(config.solver))
     end = time.perf_counter()
     result.time_s = max(0.0, result.time_s - clock.within(end - result.time_s, end))
@@ -312,6 +313,7 @@ def log_fit(tr: Any, config: cfgmod.Config, data: datamod.Dataset, show: bool,
         for i, f in enumerate(result.history or [result.objective]):
             tr.add_step(i, metrics.grouped(metrics.STEP, {"objective": f}))
     tr.log_metrics(solver_facts(result, config.reg.name))
+    tr.log_params(getattr(result, "backend_facts", {}))  # dask: cluster address, workers, chunks
     tr.set_tags({"solver.actual": str(result.solver), "criterion": str(result.criterion),
                  "converged": str(bool(result.converged)).lower(),
                  "warnings": " | ".join(map(str, result.warnings))[:5000]})

@@ -57,10 +57,15 @@ class SolverSpec:
 
 
 _CPU = ("cpu",)
+# dask: the solvers that need only full passes and one fixed row sample (sgd's mini-batches
+# would be a round trip to the cluster each).
+_NOT_DASK = ("cpu", "cuda")
+_CPU_DASK = ("cpu", "dask")
 SOLVERS: dict[str, SolverSpec] = {s.name: s for s in (
     SolverSpec("gd", gd, opt.GDConfig, "proximal gradient descent (Barzilai-Borwein steps)"),
     SolverSpec("agd", agd, opt.AGDConfig, "FISTA with backtracking and adaptive restart"),
-    SolverSpec("sgd", sgd, opt.SGDConfig, "mini-batch proximal SGD, SVRG by default"),
+    SolverSpec("sgd", sgd, opt.SGDConfig, "mini-batch proximal SGD, SVRG by default",
+               backends=_NOT_DASK),
     SolverSpec("lbfgs", lbfgs, opt.LBFGSConfig, "scipy L-BFGS-B on the fused kernel",
                regs=SMOOTH_REGS),
     SolverSpec("split_lbfgs", split_lbfgs, opt.SplitLBFGSConfig,
@@ -68,11 +73,11 @@ SOLVERS: dict[str, SolverSpec] = {s.name: s for s in (
     SolverSpec("newton", newton, opt.NewtonConfig, "Newton-CG, subsampled Hessian",
                regs=SMOOTH_REGS),
     SolverSpec("prox_newton", prox_newton, opt.ProxNewtonConfig,
-               "proximal Newton, subsampled Hessian", backends=_CPU),
+               "proximal Newton, subsampled Hessian", backends=_CPU_DASK),
     SolverSpec("cd", cd, opt.SolverConfig, "coordinate descent on the Gram matrix",
-               models=("linear",), backends=_CPU),
+               models=("linear",), backends=_CPU_DASK),
     SolverSpec("closed_form", closed_form, opt.SolverConfig, "normal equations, one Gram pass",
-               models=("linear",), regs=SMOOTH_REGS, backends=_CPU),
+               models=("linear",), regs=SMOOTH_REGS, backends=_CPU_DASK),
 )}
 SOLVER_NAMES = ("auto", *SOLVERS)
 
@@ -119,8 +124,10 @@ def choose_auto(model: str, reg: str, n_samples: int, n_features: int,
     SAMPLE_FROM rows proximal Newton on Hessian-vector products of a sample (22-58 there).
     """
     smooth = reg in SMOOTH_REGS
-    if backend != "cpu":  # data on the device: the methods that only ask for loss and gradient
+    if backend == "cuda":  # data on the device: the methods that only ask for loss and gradient
         return "lbfgs" if smooth else "split_lbfgs"
+    # cpu, and dask: a pass there costs a round trip too, so the fewest passes win all the more
+    # (the same choices; the Gram and Hessian samples are reductions on the workers).
     if model == "linear" and n_features <= 4096:
         return "closed_form" if smooth else "cd"
     if model == "logistic" and n_features <= 2048:
