@@ -22,6 +22,7 @@ import atexit
 import logging
 import os
 import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -50,7 +51,7 @@ from pipeline.store import (
 __all__ = ["ParentRunCallback", "RunInterrupted", "StoreError", "Tracker", "artifact_location",
            "check_store", "current_run_id", "ensure_experiment", "find_run", "git_facts",
            "handle_signals", "last_run", "preload", "project_root", "resolve_uri", "run_tags",
-           "save_model_npz", "store_lock", "sweep_name", "ui_command"]
+           "save_model_npz", "source_tags", "store_lock", "sweep_name", "ui_command"]
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
@@ -278,7 +279,7 @@ class Tracker:
                     mlflow.set_tags(self.tags)
             else:
                 run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name,
-                                       tags={**self.tags, **owner},
+                                       tags={**source_tags(), **self.tags, **owner},
                                        parent_run_id=self.parent_run_id)
                 self.run_id = run.info.run_id
         except BaseException as err:  # Ctrl-C or SIGTERM while starting: end what started
@@ -400,6 +401,24 @@ class Tracker:
                 input_example=X_example,
                 pip_requirements=reqs)
         return info.model_uri
+
+
+def source_tags(argv: list[str] | None = None) -> dict[str, str]:
+    """``mlflow.source.name`` as a user types the command: ``python -m pipeline`` or
+    ``python -m pipeline.stages train``.
+
+    Why: MLflow names the script's file, and every run of ``python -m pipeline`` read
+    ``__main__.py`` in the runs table's Source column. Empty (MLflow's default) for any other
+    program, such as a test or a user's script calling the API.
+    """
+    argv = sys.argv if argv is None else argv
+    main = Path(argv[0]) if argv and argv[0] else None
+    if main is None or main.parent.name != "pipeline" or main.suffix != ".py":
+        return {}
+    if main.stem == "__main__":
+        return {"mlflow.source.name": "python -m pipeline"}
+    stage = [a for a in argv[1:2] if not a.startswith("-")]
+    return {"mlflow.source.name": " ".join(["python", "-m", f"pipeline.{main.stem}", *stage])}
 
 
 def _status_of(exc_type: type[BaseException] | None) -> str:

@@ -122,6 +122,7 @@ def test_a_lambda_sweeps_children_have_distinct_names_and_the_parent_is_printed(
     assert sorted(c.info.run_name for c in children) == [
         "logistic-l2-lam0.01-breast_cancer", "logistic-l2-lam0.1-breast_cancer"]
     assert parent.info.run_name == "sweep reg.lam=0.01,0.1 solver.max_iter=50"
+    assert {c.data.tags["mlflow.source.name"] for c in children} == {"python -m pipeline"}
     assert all(_dataset_input(store, c.info.run_id).name == "breast_cancer" for c in children)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("sweep parent run")]
     assert lines == [f"sweep parent run {parent.info.run_id} in {store}"]
@@ -183,6 +184,9 @@ def test_the_dvc_train_stage_logs_the_dataset_input_and_the_default_name(store, 
     run_id = stages.train()
     from mlflow.tracking import MlflowClient
 
+    assert tracking.source_tags(["/x/pipeline/stages.py", "train"]) == {
+        "mlflow.source.name": "python -m pipeline.stages train"}
+    assert tracking.source_tags(["/x/pytest"]) == {}
     assert MlflowClient(store).get_run(run_id).info.run_name == (
         f"{params['model']['name']}-l2-lam0.05-{params['dataset']['name']}")
     ds = _dataset_input(store, run_id)
