@@ -66,6 +66,10 @@ READABLE = """<script>
   function readable(spec) {
     if (typeof spec.width === "number") { spec.width = 560; }
     if (typeof spec.height === "number") { spec.height = 360; }
+    var x = spec.encoding && spec.encoding.x;
+    if (x && x.field === "step") {  // solver steps are whole numbers
+      x.axis = Object.assign({format: "d", tickMinStep: 1}, x.axis || {});
+    }
     (spec.params || []).forEach(function (p) {
       if (p.name === "showValues") { p.value = true; }
     });
