@@ -8,6 +8,7 @@ import numpy as np
 
 import kernels
 
+from .chunked import ChunkedSource
 from .objectives import ArrayObjective, Objective, encode_targets
 from .penalties import Penalty
 from .solvers import (
@@ -20,6 +21,7 @@ from .solvers import (
     choose_auto,
     options_for,
 )
+from .streamed import source_decision, streamed_problem
 from .validation import check_hyperparameters, check_targets, check_X, warn_ineffective
 
 
@@ -31,7 +33,13 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
 
     Parameters
     ----------
-    X : array (n_samples, n_features)
+    X : array (n_samples, n_features), or a :class:`pipeline.chunked.ChunkedSource` (a
+        ``.npy`` file, ``.npy`` shards, Parquet, zarr: ``pipeline.chunked.open_source``) with
+        ``y=None``: the targets come from the source and X is streamed from disk chunk by
+        chunk, never loaded whole (``pipeline.streamed``). Every solver but ``sgd`` runs on a
+        source (on ``backend="cpu"``); the separability LP that runs before an unpenalised
+        classifier on an array is skipped (the solvers' own separability checks still stop
+        the fit with a ``SeparableDataWarning``).
     y : targets: reals (n,) or (n, m) for ``linear``; two labels for ``logistic``; any labels
         for ``softmax`` / ``ovr``; an (n, m) 0/1 matrix for ``multilabel``.
     model : linear, logistic, softmax, ovr, multilabel.
@@ -74,6 +82,12 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
     checked = check_solver_options(solver, solver_options)
     dask_options = _backend_options(backend, backend_options)
     warn_ineffective(reg, lam, l1_ratio is not None)
+    if isinstance(X, ChunkedSource):  # streamed from disk chunk by chunk (pipeline.streamed)
+        source, classes = streamed_problem(X, y, model, solver, dtype, backend)
+        result = _solve(source, None, None, 0, reg, lam, l1_ratio_, solver, tol, max_iter,
+                        seed, backend, callback, checked)
+        result.classes, result.dtype = classes, dtype
+        return result
     X = check_X(X, dtype)
     T, classes = check_targets(model, y, X.shape[0])
     n_classes = 0 if classes is None else len(classes)
@@ -123,7 +137,7 @@ def _solve(objective: Objective, X, T, n_classes: int, reg: str, lam: float, l1_
               if solver == "auto" else solver)
     options = options_for(chosen, checked, solver)
     problem = Problem(objective, penalty, tol, max_iter, callback, seed=seed)
-    if problem.can_diverge:
+    if problem.can_diverge and X is not None:  # the LP needs X in memory (not for a source)
         from .separability import separating_point  # scipy's LP: imported only when needed
 
         separator = separating_point(model, X, encode_targets(model, T, n_classes),
@@ -150,6 +164,8 @@ def _point(result, lam: float | None) -> FitResult:
 def decision_function(result: FitResult, X, *, lam: float | None = None) -> np.ndarray:
     """Logits ``X W + b`` (n, m) (of a path's point at ``lam`` for a PathResult)."""
     result = _point(result, lam)
+    if isinstance(X, ChunkedSource):  # chunk by chunk: holds the (n, m) logits, not X
+        return source_decision(X, result.W, result.b, result.dtype)
     X = check_X(X, result.dtype)
     if X.shape[1] != result.W.shape[0]:
         raise ValueError(f"X has {X.shape[1]} features but the model was fit on "

@@ -21,6 +21,7 @@ from .chunked import (
     _feature_names,
     _natural_key,
     _open_zarr,
+    _out_rows,
     _pieces,
     _rows_for_bytes,
     _TargetFile,
@@ -161,37 +162,38 @@ def _column_numpy(table, name: str) -> np.ndarray:
 
 
 def _read_parquet(pieces: tuple, features: tuple[str, ...], targets: tuple[str, ...],
-                  dtype: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    import pyarrow as pa
+                  dtype: str, out: np.ndarray | None = None):
+    """X (into ``out`` when it fits) and the list of y parts of the rows ``pieces`` names."""
     import pyarrow.parquet as pq
 
-    X_parts, y_parts = [], []
+    rows = sum(hi - lo for *_, lo, hi in pieces)
+    X = _out_rows(out, rows, (len(features),), np.dtype(dtype))
+    y_parts, at = [], 0
     for file, groups, lo, hi in pieces:
         table = pq.ParquetFile(file).read_row_groups(list(groups), columns=[*features, *targets],
                                                      use_threads=False).slice(lo, hi - lo)
         if features:
-            X = np.empty((table.num_rows, len(features)), dtype=np.dtype(dtype))
-            for j, name in enumerate(features):
-                X[:, j] = _column_numpy(table, name)
-            X_parts.append(X)
+            # Columns into the rows of a (k, rows) block, then one transposing copy: writing
+            # each column into a row-major X directly (strided) ran 6x slower.
+            block = np.vstack([_column_numpy(table, name) for name in features])
+            X[at:at + table.num_rows] = block.T
         ys = [_column_numpy(table, t) for t in targets]
         y_parts.append(ys[0] if len(ys) == 1 else np.column_stack(ys))
+        at += table.num_rows
         del table
-    pa.default_memory_pool().release_unused()  # arrow's pool would keep every chunk's pages
-    return X_parts, y_parts
-
-
+    return X, y_parts
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def read_parquet_rows(pieces: tuple, features: tuple[str, ...], targets: tuple[str, ...],
-                      dtype: str) -> tuple[np.ndarray, np.ndarray]:
+                      dtype: str, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rows of a Parquet file or dataset as ``(X, y)``: ``pieces`` holds
     ``(file, row_groups, lo, hi)`` per file (the rows [lo, hi) of those row groups, read
-    together)."""
-    X_parts, y_parts = _read_parquet(pieces, features, targets, dtype)
-    return _joined(X_parts), _joined(y_parts)
+    together). Arrow's memory pool keeps its pages for the next chunk (releasing them after
+    each chunk halved the read speed); it holds about one chunk's worth."""
+    X, y_parts = _read_parquet(pieces, features, targets, dtype, out)
+    return X, _joined(y_parts)
 
 
 def read_parquet_targets(pieces: tuple, targets: tuple[str, ...]) -> np.ndarray:

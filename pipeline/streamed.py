@@ -2,8 +2,8 @@
 
 :class:`StreamedObjective` implements the seam's two methods (``map_chunks``, ``take``) by
 reading the chunks in a background thread up to ``prefetch`` chunks ahead of the kernel (a
-bounded queue), so reading overlaps compute and the process holds at most ``prefetch + 2``
-chunks at a time (the one being read, those queued, the one in the kernel) besides the
+bounded queue), so reading overlaps compute and the process holds ``prefetch + 1`` chunk
+buffers, reused every pass (one in the kernel, the others read ahead), besides the
 solver's own arrays: (k, m) weights, a (k+1)^2 Gram or Hessian, and the row samples some
 solvers draw (``newton``: n / 20 rows from 200 000 rows on, ``prox_newton``: at most 32 768;
 ``lbfgs``, ``split_lbfgs``, ``gd``, ``agd``, ``closed_form``, ``cd`` draw at most 50 000).
@@ -36,11 +36,12 @@ PREFETCH = 2  # chunks read ahead of the kernel
 _CLASSIFIERS = ("logistic", "softmax", "ovr")
 
 
-def chunk_X(X_c: np.ndarray, dtype: str, lo: int = 0, where: str = "X") -> np.ndarray:
-    """A chunk's X as the kernels take it: C-contiguous of ``dtype``, checked finite (``lo``,
-    its first row, numbers the rows an error names)."""
+def chunk_X(X_c: np.ndarray, dtype: str, lo: int = 0, where: str = "X",
+            check: bool = True) -> np.ndarray:
+    """A chunk's X as the kernels take it: C-contiguous of ``dtype``, checked finite unless
+    ``check`` is False (``lo``, its first row, numbers the rows an error names)."""
     X = np.ascontiguousarray(X_c, dtype=dtype)
-    if X.size and not kernels.all_finite(X):
+    if check and X.size and not kernels.all_finite(X):
         rows = np.flatnonzero(~np.isfinite(X).all(axis=1)) + lo
         raise SourceError(f"{where} has NaN/inf value(s) in rows {rows[:10].tolist()}"
                           f"{' ...' if rows.size > 10 else ''}; impute or drop them first")
@@ -48,11 +49,12 @@ def chunk_X(X_c: np.ndarray, dtype: str, lo: int = 0, where: str = "X") -> np.nd
 
 
 def encode_chunk(model: str, classes: np.ndarray | None, dtype: str, X_c: np.ndarray,
-                 y_c: np.ndarray, lo: int = 0, where: str = "X") -> tuple[np.ndarray, np.ndarray]:
+                 y_c: np.ndarray, lo: int = 0, where: str = "X",
+                 check: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """One chunk as the kernels take it: X (:func:`chunk_X`) and the encoded targets T
     (rows, m) float64, as ``check_targets`` + ``encode_targets`` give them on the whole
     array."""
-    X = chunk_X(X_c, dtype, lo, where)
+    X = chunk_X(X_c, dtype, lo, where, check)
     y = np.asarray(y_c)
     if model in _CLASSIFIERS:
         assert classes is not None
@@ -62,50 +64,75 @@ def encode_chunk(model: str, classes: np.ndarray | None, dtype: str, X_c: np.nda
     return X, np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=np.float64)
 
 
-def load_encoded(loader: Callable[[], tuple[np.ndarray, np.ndarray]], model: str,
-                 classes: np.ndarray | None, dtype: str, lo: int, where: str):
-    """``encode_chunk`` of ``loader()``: what a worker calls to hold a kernel-ready chunk."""
-    return encode_chunk(model, classes, dtype, *loader(), lo=lo, where=where)
+def load_encoded(loader: Callable[..., tuple[np.ndarray, np.ndarray]], model: str,
+                 classes: np.ndarray | None, dtype: str, lo: int, where: str,
+                 check: bool = True, out: np.ndarray | None = None):
+    """``encode_chunk`` of ``loader(out=out)``: what a worker calls to hold a kernel-ready
+    chunk."""
+    return encode_chunk(model, classes, dtype, *loader(out=out), lo=lo, where=where,
+                        check=check)
 
 
-def prefetched(loaders: Sequence[Callable[[], Any]], depth: int = PREFETCH) -> Generator:
+def _waiting(stop: threading.Event, action: Callable[[], Any], busy: type[Exception]):
+    """``action()`` retried while it raises ``busy`` (a full or empty queue) until ``stop``;
+    (True, its result), or (False, None) once stopped."""
+    while not stop.is_set():
+        try:
+            return True, action()
+        except busy:
+            continue
+    return False, None
+
+
+def prefetched(loaders: Sequence[Callable[..., Any]], depth: int = PREFETCH,
+               buffers: Sequence[np.ndarray] | None = None) -> Generator:
     """``loader()`` for each loader in order, read by a background thread at most ``depth``
     results ahead of the consumer. An error in a loader is raised in the consumer; a consumer
-    that stops early stops the thread."""
+    that stops early (or whose ``with closing(...)`` ends) stops the thread.
+
+    ``buffers``: each loader is called as ``loader(out=buf)`` with a buffer not in use; a
+    buffer is in use from its read until the consumer asks for the next item, so results must
+    not be kept beyond that. Then the buffers bound the chunks alive, and no chunk costs fresh
+    pages.
+    """
     box: queue.Queue = queue.Queue(maxsize=max(int(depth), 1))
+    free: queue.Queue = queue.Queue()
+    for buf in buffers or ():
+        free.put(buf)
     stop = threading.Event()
     done = object()
 
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                box.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def send(entry: tuple) -> bool:
+        return _waiting(stop, lambda: box.put(entry, timeout=0.1), queue.Full)[0]
 
     def read() -> None:
         try:
             for loader in loaders:
-                if stop.is_set() or not put((True, loader())):
+                buf = None
+                if buffers:
+                    got, buf = _waiting(stop, lambda: free.get(timeout=0.1), queue.Empty)
+                    if not got:
+                        return
+                if not send((True, loader() if buf is None else loader(out=buf), buf)):
                     return
         except BaseException as err:  # handed to the consumer, who raises it
-            put((False, err))
+            send((False, err, None))
             return
-        put((True, done))
+        send((True, done, None))
 
     thread = threading.Thread(target=read, name="chunk-reader", daemon=True)
     thread.start()
     try:
         while True:
-            ok, item = box.get()
+            ok, item, buf = box.get()
             if not ok:
                 raise item
             if item is done:
                 return
             yield item
             del item  # drop the consumer's reference before waiting for the next chunk
+            if buf is not None:
+                free.put(buf)
     finally:
         stop.set()
         thread.join()
@@ -213,19 +240,36 @@ class StreamedObjective(Objective):
                          n_outputs_of(model, source, classes))
         self.prefetch = prefetch
         self.bounds = source.bounds
-        self._loaders = self.encoded_loaders()
+        # The first pass checks every chunk for NaN/inf; later passes trust it (the check
+        # cost as much as the kernel).
+        self._loaders, self._trusted = self.encoded_loaders(), self.encoded_loaders(False)
+        self._checked = False
+        self._buffers: list[np.ndarray] = []
 
-    def encoded_loaders(self) -> list[Callable[[], tuple[np.ndarray, np.ndarray]]]:
-        """One picklable callable per chunk returning its kernel-ready ``(X_c, T_c)``."""
+    def encoded_loaders(self, check: bool = True) -> list[Callable[..., tuple]]:
+        """One picklable callable per chunk returning its kernel-ready ``(X_c, T_c)`` (X
+        checked finite unless ``check`` is False)."""
         where = f"X ({self.source.path})"
         return [functools.partial(load_encoded, loader, self.model, self.classes, self.dtype,
-                                  lo, where)
+                                  lo, where, check)
                 for loader, (lo, _) in zip(self.source.loaders(), self.bounds, strict=True)]
 
     def map_chunks(self, op, *args) -> list:
         # closing: a kernel error stops the reader now, not when the traceback is freed
-        with contextlib.closing(prefetched(self._loaders, self.prefetch)) as chunks:
-            return [op(X, T, *args) for X, T in chunks]
+        loaders = self._trusted if self._checked else self._loaders
+        with contextlib.closing(prefetched(loaders, self.prefetch, self.buffers())) as chunks:
+            parts = [op(X, T, *args) for X, T in chunks]
+        self._checked = True
+        return parts
+
+    def buffers(self) -> list[np.ndarray]:
+        """``prefetch + 1`` chunk buffers in the source's dtype, made once and reused every
+        pass: the chunks of X alive at any time (one in the kernel, the rest read ahead)."""
+        if not self._buffers:
+            shape = (min(self.source.chunk_rows, max(self.n_samples, 1)), self.n_features)
+            self._buffers = [np.empty(shape, dtype=self.source.dtype)
+                             for _ in range(self.prefetch + 1)]
+        return self._buffers
 
     def take(self, rows) -> tuple[np.ndarray, np.ndarray]:
         X, y = self.source.take(np.asarray(rows))
