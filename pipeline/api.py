@@ -82,6 +82,15 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
     checked = check_solver_options(solver, solver_options)
     dask_options = _backend_options(backend, backend_options)
     warn_ineffective(reg, lam, l1_ratio is not None)
+    if isinstance(X, ChunkedSource) and backend == "dask":  # each worker reads its chunks
+        from .dask_backend import source_objective
+
+        with source_objective(X, y, model, solver, dask_options, dtype) as (objective, classes):
+            result = _solve(objective, None, None, 0, reg, lam, l1_ratio_, solver, tol,
+                            max_iter, seed, backend, callback, checked)
+        result.classes, result.dtype = classes, dtype
+        result.backend_facts = objective.backend_facts  # type: ignore[attr-defined]
+        return result
     if isinstance(X, ChunkedSource):  # streamed from disk chunk by chunk (pipeline.streamed)
         source, classes = streamed_problem(X, y, model, solver, dtype, backend)
         result = _solve(source, None, None, 0, reg, lam, l1_ratio_, solver, tol, max_iter,

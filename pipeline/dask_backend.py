@@ -194,3 +194,31 @@ def array_objective(model: str, X: np.ndarray, T: np.ndarray, n_classes: int,
         finally:
             with contextlib.suppress(Exception):
                 objective.release()
+
+
+@contextlib.contextmanager
+def source_objective(source: Any, y: Any, model: str, solver: str, options: DaskOptions,
+                     dtype: str) -> Iterator[tuple[Any, np.ndarray | None]]:
+    """A DaskObjective over a :class:`pipeline.chunked.ChunkedSource`, and its class labels.
+
+    The targets are scanned and checked on the driver first (one streamed pass over the
+    target column only, as on backend cpu); then each worker reads and encodes its own chunks
+    with the source's picklable loaders. The source's chunking is the one used
+    (``chunk_rows`` of the options does not apply): the result equals the streamed fit's and
+    ``ArrayObjective(chunk_rows=source.chunk_rows)``'s bits. The workers must see the
+    source's path (one machine, or a shared file system).
+    """
+    from .objectives_dask import DaskObjective
+    from .streamed import streamed_problem
+
+    streamed, classes = streamed_problem(source, y, model, solver, dtype, "cpu")
+    with connect(options, dtype) as (client, facts):
+        objective = DaskObjective(client, streamed.encoded_loaders(), model,
+                                  0 if classes is None else len(classes), dtype=dtype,
+                                  timeout=options.timeout, encoded=True)
+        objective.backend_facts = {**facts, "backend.n_chunks": len(source.bounds)}
+        try:
+            yield objective, classes
+        finally:
+            with contextlib.suppress(Exception):
+                objective.release()

@@ -113,6 +113,25 @@ def test_cluster_fit_has_the_bits_of_the_same_chunking_in_process(cluster, model
     assert got.backend_facts["backend.workers"] == 2
 
 
+@pytest.mark.parametrize("model", ["logistic", "ovr"])
+def test_a_chunked_source_is_read_by_the_workers_with_the_streamed_fits_bits(cluster, tmp_path,
+                                                                            model):
+    from pipeline.chunked import open_source
+
+    X, y = _data(model)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y.astype(np.int64))
+    source = open_source(tmp_path / "X.npy", tmp_path / "y.npy", chunk_rows=CHUNK)
+    kw = dict(model=model, reg="l2", lam=0.05, solver="lbfgs", tol=1e-8, max_iter=500)
+    got = fit(source, None, backend="dask", **kw,
+              backend_options={"address": cluster.scheduler_address})
+    want = fit(source, None, **kw)
+    np.testing.assert_array_equal(got.W, want.W)
+    np.testing.assert_array_equal(got.b, want.b)
+    np.testing.assert_array_equal(got.classes, want.classes)
+    assert got.backend_facts["backend.n_chunks"] == len(source.bounds) == 6
+
+
 @pytest.mark.parametrize("model, reg", [("logistic", "l2"), ("softmax", "l2")])
 def test_cluster_fit_reaches_the_in_memory_optimum(cluster, model, reg):
     got = _dask_fit(cluster, model, reg, "auto", {})
