@@ -85,11 +85,11 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
     if isinstance(X, ChunkedSource) and backend == "dask":  # each worker reads its chunks
         from .dask_backend import source_objective
 
-        with source_objective(X, y, model, solver, dask_options, dtype) as (objective, classes):
-            result = _solve(objective, None, None, 0, reg, lam, l1_ratio_, solver, tol,
+        with source_objective(X, y, model, solver, dask_options, dtype) as (on_dask, classes):
+            result = _solve(on_dask, None, None, 0, reg, lam, l1_ratio_, solver, tol,
                             max_iter, seed, backend, callback, checked)
         result.classes, result.dtype = classes, dtype
-        result.backend_facts = objective.backend_facts  # type: ignore[attr-defined]
+        result.backend_facts = on_dask.backend_facts  # type: ignore[attr-defined]
         return result
     if isinstance(X, ChunkedSource):  # streamed from disk chunk by chunk (pipeline.streamed)
         source, classes = streamed_problem(X, y, model, solver, dtype, backend)
