@@ -134,7 +134,7 @@ def ours(model, reg, ratio, n_lams, X, y, seed=0):
 def problem_rows(model, reg, ratio, peers, n, n_lams):
     X, y = data(model, n)
     # warm the kernels and solvers (numba compile is not what we time)
-    pipeline.cv(X[:2000], y[:2000], model=model, reg=reg, l1_ratio=ratio, n_lams=3, folds=2)
+    pipeline.cv(X[:5000], y[:5000], model=model, reg=reg, l1_ratio=ratio, n_lams=3, folds=2)
     P, C, t_path, t_cv, worst = ours(model, reg, ratio, n_lams, X, y)
     splits = [(np.setdiff1d(np.arange(n), v), v) for v in C.folds]
     rows = [f"| {n:.0e} | {model} {reg} | ours: path | {t_path:.2f} | {P.n_passes.sum():.0f} "

@@ -218,17 +218,23 @@ class _PathRun:
             cost += 1.0
         active = self._screen(pen.a1)
         while True:
-            cost += self._solve(pen, active)
+            spent, res = self._solve(pen, active)
+            cost += spent
+            if res is not None and active.all() and res.gradient is not None:
+                # every column was fitted: the solver's final evaluation is the full problem's
+                loss, G, residual = res.loss, res.gradient, res.residual
+                break
             loss, G, gb = self._gradient(self.W, self.b)
             cost += 1.0
             violators = np.flatnonzero(~active & (np.abs(G).max(axis=1, initial=0.0)
                                                   > pen.a1 + 0.5 * self.tol))
             if not len(violators):
+                Gf = G + 2.0 * pen.a2 * self.W if pen.a2 else G
+                residual = max(pen.subgrad_residual(self.W, Gf),
+                               float(np.abs(gb).max(initial=0.0)))
                 break
             active[violators] = True  # the strong rule was wrong for these: fit them too
         self.G, self.a1_prev = G, pen.a1
-        Gf = G + 2.0 * pen.a2 * self.W if pen.a2 else G
-        residual = max(pen.subgrad_residual(self.W, Gf), float(np.abs(gb).max(initial=0.0)))
         return _Point(W=self.W.copy(), b=self.b.copy(), objective=loss + pen.value(self.W),
                       loss=loss, n_nonzero=int(np.count_nonzero(self.W)), n_passes=cost,
                       time_s=time.perf_counter() - t0, residual=residual,
@@ -250,12 +256,13 @@ class _PathRun:
         keep = g >= 2.0 * a1 - self.a1_prev if np.isfinite(self.a1_prev) else g > a1
         return keep | np.any(self.W != 0.0, axis=1)
 
-    def _solve(self, pen: Penalty, active: np.ndarray) -> float:
-        """Fit on the active columns from the warm start; returns its full-pass equivalents."""
+    def _solve(self, pen: Penalty, active: np.ndarray) -> tuple[float, FitResult | None]:
+        """Fit on the active columns from the warm start; returns its full-pass equivalents
+        and the solver's result (None when no column is active)."""
         cols = np.flatnonzero(active)
         if not len(cols):  # W = 0: the intercept alone, which the KKT check then confirms
             self.W[:] = 0.0
-            return 0.0
+            return 0.0, None
         obj = self.obj
         if len(cols) == obj.n_features:
             sub = obj
@@ -279,4 +286,4 @@ class _PathRun:
         self.W[cols] = res.W
         self.b = np.array(res.b, dtype=np.float64)
         share = (len(cols) + 1) / (obj.n_features + 1)
-        return (sub.counter.rows - rows0) / obj.n_samples * (1.0 if sub is obj else share)
+        return (sub.counter.rows - rows0) / obj.n_samples * (1.0 if sub is obj else share), res

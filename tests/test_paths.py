@@ -61,11 +61,14 @@ def test_lam_max_is_the_smallest_lambda_with_zero_weights(model, reg):
 
 def test_screening_finds_the_same_path_for_less():
     X, y = _data("logistic", n=3000, k=200, seed=2)
-    fast = path(X, y, model="logistic", reg="l1", n_lams=30, tol=1e-8)
-    full = path(X, y, model="logistic", reg="l1", n_lams=30, tol=1e-8, screening=False)
+    # 4 informative features of 200: down to 0.03 lam_max the path stays sparse (about 50
+    # non-zeros at the end), where screening pays (passes over a few columns)
+    kw = dict(model="logistic", reg="l1", n_lams=30, tol=1e-8, lam_min_ratio=0.03)
+    fast = path(X, y, **kw)
+    full = path(X, y, screening=False, **kw)
     np.testing.assert_allclose(fast.objective, full.objective, rtol=1e-7)
     assert np.array_equal(fast.n_nonzero, full.n_nonzero)
-    assert fast.n_passes.sum() < 0.7 * full.n_passes.sum(), (fast.n_passes.sum(),
+    assert fast.n_passes.sum() < 0.5 * full.n_passes.sum(), (fast.n_passes.sum(),
                                                               full.n_passes.sum())
 
 
