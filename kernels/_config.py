@@ -1,8 +1,10 @@
 """Compile flags and block sizes for every CPU kernel, in one place.
 
-``FASTMATH`` allows reassociation and fused multiply-add (so reductions vectorise) but keeps
-IEEE inf/nan semantics, which the stable loss forms rely on. Results stay bit-identical for any
-thread count because the row-block size, not the thread count, fixes the summation order.
+No fast-math flags on the kernels: with ``reassoc`` / ``contract`` LLVM chose the summation
+order and which products to fuse from the compile target, so an AVX2 and an AVX-512 machine
+gave different last bits (issue 10). The kernels spell out their lanes, their order and their
+fused multiply-adds instead (``kernels/losses.py``), so the bits depend on neither the target
+nor the thread count: the row-block size, not the thread count, fixes the summation order.
 """
 
 import os
@@ -14,7 +16,8 @@ import os
 # the first parallel kernel call, so setting it here is early enough; a user's value wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+# Only for the bandwidth probe ``losses.read_sum`` (a benchmark floor, never a result).
+PROBE_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 CACHE = True
 # Rows per parallel block: each block owns one partial sum; partials are combined in block order.
 BLOCK_ROWS = 2048

@@ -1,34 +1,86 @@
 """Gram matrices of ``[X 1]`` in one deterministic pass (for closed form and coordinate descent).
 
-Each fixed block of rows adds its ``X_b^T X_b`` (a single-threaded BLAS product on a row slice)
-into its own partial; the partials are summed in block order, so the result does not depend on
-the number of threads.
+Each fixed block of rows adds its ``X_b^T X_b`` into its own partial; the partials are summed
+in block order, so the result does not depend on the number of threads. The products are
+plain loops, not BLAS: OpenBLAS picks its kernels (and so its summation order) per CPU, and
+these loops add four rows at a time into each entry in a fixed chain of fused multiply-adds,
+element-wise over the entries (vectorised without any reordering), so the bits are the same on
+every CPU of the supported kind.
 """
-
-import math
 
 import numpy as np
 from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
 from ._config import CACHE
+from ._intrinsics import fma, row_dot, row_dots4
+from .losses import _exp_neg
 
 GRAM_BLOCK_ROWS = 8192
 _BLAS: list[ThreadpoolController] = []
 
 
 def blas_single_thread():
-    """Context manager: BLAS on one thread (inside parallel numba code, and for the tiny
-    (k+1)^2 systems, where a BLAS thread pool only adds hand-off latency).
+    """Context manager: BLAS on one thread (for the solvers' tiny (k+1)^2 systems, where a
+    BLAS thread pool only adds hand-off latency).
 
     The controller is found once (a fresh ``threadpool_limits`` scans the loaded libraries on
-    every call), after loading scipy's BLAS, which numba's ``np.dot`` calls.
+    every call), after loading scipy's BLAS.
     """
     if not _BLAS:
         import scipy.linalg.cython_blas  # noqa: F401
 
         _BLAS.append(ThreadpoolController())
     return _BLAS[0].limit(limits=1, user_api="blas")
+
+
+@njit(cache=CACHE)
+def _rank4(P, p0, a0, a1, a2, a3, x0, x1, x2, x3):
+    """P[p0:] += a0 x0[p0:] + a1 x1[p0:] + a2 x2[p0:] + a3 x3[p0:] (one fma chain per entry)."""
+    for q in range(p0, x0.shape[0]):
+        P[q] = fma(a3, x3[q], fma(a2, x2[q], fma(a1, x1[q], fma(a0, x0[q], P[q]))))
+
+
+@njit(cache=CACHE)
+def _rank1(P, p0, a, x):
+    for q in range(p0, x.shape[0]):
+        P[q] = fma(a, x[q], P[q])
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _gram_block(X, T, lo, hi, A, C):
+    """A[:k, :k] (upper triangle), A[k, :k], A[k, k], C over the rows lo..hi (sums)."""
+    k = X.shape[1]
+    i = lo
+    while i + 4 <= hi:
+        x0, x1, x2, x3 = X[i], X[i + 1], X[i + 2], X[i + 3]
+        t0, t1, t2, t3 = T[i], T[i + 1], T[i + 2], T[i + 3]
+        for p in range(k):
+            a0, a1, a2, a3 = x0[p], x1[p], x2[p], x3[p]
+            _rank4(A[p, :k], p, a0, a1, a2, a3, x0, x1, x2, x3)
+            _rank4(C[p], 0, a0, a1, a2, a3, t0, t1, t2, t3)
+        _rank4(A[k, :k], 0, 1.0, 1.0, 1.0, 1.0, x0, x1, x2, x3)
+        _rank4(C[k], 0, 1.0, 1.0, 1.0, 1.0, t0, t1, t2, t3)
+        i += 4
+    for i2 in range(i, hi):
+        x, t = X[i2], T[i2]
+        for p in range(k):
+            _rank1(A[p, :k], p, x[p], x)
+            _rank1(C[p], 0, x[p], t)
+        _rank1(A[k, :k], 0, 1.0, x)
+        _rank1(C[k], 0, 1.0, t)
+    A[k, k] += hi - lo
+
+
+@njit(cache=CACHE)
+def _symmetric(A):
+    """Mirror the upper triangle of the first k rows, and row k into column k."""
+    k1 = A.shape[0]
+    for p in range(k1):
+        for q in range(p + 1, k1 - 1):
+            A[q, p] = A[p, q]
+    for j in range(k1 - 1):
+        A[j, k1 - 1] = A[k1 - 1, j]
 
 
 @njit(cache=CACHE, parallel=True)
@@ -40,67 +92,74 @@ def _gram(X, T, block):
     part_C = np.zeros((nb, k + 1, m))
     for ib in prange(nb):
         lo = ib * block
-        hi = min(n, lo + block)
-        Xb = np.ascontiguousarray(X[lo:hi]).astype(np.float64)
-        Tb = np.ascontiguousarray(T[lo:hi])
-        part_A[ib, :k, :k] = np.dot(Xb.T, Xb)
-        part_C[ib, :k, :] = np.dot(Xb.T, Tb)
-        for j in range(k):
-            part_A[ib, k, j] = Xb[:, j].sum()
-        part_A[ib, k, k] = hi - lo
-        for c in range(m):
-            part_C[ib, k, c] = Tb[:, c].sum()
+        _gram_block(X, T, lo, min(n, lo + block), part_A[ib], part_C[ib])
     A = np.zeros((k + 1, k + 1))
     C = np.zeros((k + 1, m))
     for ib in range(nb):
         A += part_A[ib]
         C += part_C[ib]
-    for j in range(k):
-        A[j, k] = A[k, j]
+    _symmetric(A)
     return A, C
 
 
 def gram(X, T, block=GRAM_BLOCK_ROWS, mean=True):
     """``A = [X 1]^T [X 1] / n`` (k+1, k+1) and ``C = [X 1]^T T / n`` (k+1, m), float64
     (``mean=False``: the sums, without ``/ n``, for one chunk of a larger data set)."""
-    with blas_single_thread():
-        A, C = _gram(X, np.ascontiguousarray(T, dtype=np.float64), block)
+    A, C = _gram(X, np.ascontiguousarray(T, dtype=np.float64), block)
     n = X.shape[0]
     return (A / n, C / n) if mean else (A, C)
 
 
+@njit(cache=CACHE, error_model="numpy")
+def _sigma_prime(z):
+    e = _exp_neg(abs(z))
+    return e / ((1.0 + e) * (1.0 + e))  # sigma(z) (1 - sigma(z)), stable for any z
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _hessian_block(X, w2, b, lo, hi, H):
+    """H[:k, :k] (upper triangle), H[k, :k], H[k, k]: sums of sigma'(z_i) [x_i 1][x_i 1]^T."""
+    k = X.shape[1]
+    i = lo
+    while i + 4 <= hi:
+        z0, z1, z2, z3 = row_dots4(X, i, w2, 0)
+        d0, d1 = _sigma_prime(b + z0), _sigma_prime(b + z1)
+        d2, d3 = _sigma_prime(b + z2), _sigma_prime(b + z3)
+        x0, x1, x2, x3 = X[i], X[i + 1], X[i + 2], X[i + 3]
+        for p in range(k):
+            _rank4(H[p, :k], p, d0 * x0[p], d1 * x1[p], d2 * x2[p], d3 * x3[p], x0, x1, x2, x3)
+        _rank4(H[k, :k], 0, d0, d1, d2, d3, x0, x1, x2, x3)
+        H[k, k] += (d0 + d1) + (d2 + d3)
+        i += 4
+    for i2 in range(i, hi):
+        d = _sigma_prime(b + row_dot(X, i2, w2, 0))
+        x = X[i2]
+        for p in range(k):
+            _rank1(H[p, :k], p, d * x[p], x)
+        _rank1(H[k, :k], 0, d, x)
+        H[k, k] += d
+
+
 @njit(cache=CACHE, parallel=True)
-def _logistic_hessian(X, w, b, block):
+def _logistic_hessian(X, w2, b, block):
     n, k = X.shape
     nb = (n + block - 1) // block
     part = np.zeros((nb, k + 1, k + 1))
     for ib in prange(nb):
         lo = ib * block
-        hi = min(n, lo + block)
-        Xb = np.ascontiguousarray(X[lo:hi]).astype(np.float64)
-        z = np.dot(Xb, w) + b
-        d = np.empty(hi - lo)
-        for i in range(hi - lo):
-            e = math.exp(-abs(z[i]))
-            d[i] = e / ((1.0 + e) * (1.0 + e))  # sigma(z) (1 - sigma(z)), stable for any z
-        Xd = Xb * d.reshape(-1, 1)
-        part[ib, :k, :k] = np.dot(Xd.T, Xb)
-        for j in range(k):
-            part[ib, k, j] = Xd[:, j].sum()
-        part[ib, k, k] = d.sum()
+        _hessian_block(X, w2, b, lo, min(n, lo + block), part[ib])
     H = np.zeros((k + 1, k + 1))
     for ib in range(nb):
         H += part[ib]
-    for j in range(k):
-        H[j, k] = H[k, j]
+    _symmetric(H)
     return H
 
 
 def logistic_hessian(X, w, b, block=GRAM_BLOCK_ROWS, mean=True):
     """``[X 1]^T diag(sigma'(z)) [X 1] / n`` (k+1, k+1) at ``z = X w + b``, deterministic
     (``mean=False``: the sum, without ``/ n``)."""
-    with blas_single_thread():
-        H = _logistic_hessian(X, np.ascontiguousarray(w, dtype=np.float64), float(b), block)
+    w2 = np.ascontiguousarray(w, dtype=np.float64).reshape(1, -1)
+    H = _logistic_hessian(X, w2, float(b), block)
     return H / X.shape[0] if mean else H
 
 

@@ -16,6 +16,14 @@ Conventions (see ``shared/spec/objectives.md``):
 
 Parallelism is over fixed blocks of ``BLOCK_ROWS`` rows; each block writes its own partial sum
 and the partials are added in block order, so results are bit-identical for any thread count.
+
+Bit for bit on any CPU of the supported kind (x86-64 with AVX2 and FMA, with or without
+AVX-512): no fast-math flag is left to LLVM, so it may not reorder a sum, fuse or not fuse a
+product by its own choice, or use a reciprocal; every reduction over features runs in
+``_intrinsics.LANES`` explicit vector lanes summed in a fixed tree (``row_dot``), sums over rows
+and classes run in the written order, every multiply-add that should fuse says so
+(``_intrinsics.fma``), and exp and log are the polynomials below (no libm call). The vector
+width of the target changes only how many lanes one instruction holds.
 """
 
 import math
@@ -24,8 +32,8 @@ import types
 import numpy as np
 from numba import njit, prange
 
-from ._config import BLOCK_ROWS, CACHE, FASTMATH, SUB_BYTES, SUB_ROWS
-from ._intrinsics import int64_as_float64, prefetch
+from ._config import BLOCK_ROWS, CACHE, PROBE_FASTMATH, SUB_BYTES, SUB_ROWS
+from ._intrinsics import float64_as_int64, fma, int64_as_float64, prefetch, row_dot, row_dots4
 
 LINEAR = 0
 SIGMOID = 1
@@ -35,36 +43,19 @@ KINDS = {"linear": LINEAR, "logistic": SIGMOID, "multilabel": SIGMOID, "ovr": SI
 
 
 # --------------------------------------------------------------------------- scalar helpers
-@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
-def _sigmoid(t):
-    """1 / (1 + exp(-t)), branching on the sign so exp never overflows."""
-    if t >= 0.0:
-        return 1.0 / (1.0 + math.exp(-t))
-    e = math.exp(t)
-    return e / (1.0 + e)
-
-
-@njit(cache=CACHE, fastmath=FASTMATH)
-def _dot(x, w):
-    s = 0.0
-    for j in range(x.shape[0]):
-        s += x[j] * w[j]
-    return s
-
-
-@njit(cache=CACHE, fastmath=FASTMATH)
+@njit(cache=CACHE)
 def _axpy(a, x, y_out):
     for j in range(x.shape[0]):
-        y_out[j] += a * x[j]
+        y_out[j] = fma(a, x[j], y_out[j])
 
 
-@njit(cache=CACHE, fastmath=FASTMATH)
-def _logits(x, Wt, b, z_out):
+@njit(cache=CACHE)
+def _logits(X, i, Wt, b, z_out):
     for c in range(Wt.shape[0]):
-        z_out[c] = b[c] + _dot(x, Wt[c])
+        z_out[c] = b[c] + row_dot(X, i, Wt, c)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH)
+@njit(cache=CACHE, error_model="numpy")
 def _row_hess_dz(kind, z, u):
     """Overwrite ``u`` (= V^T x + vb) with the row's Hessian applied to it (in z-space)."""
     m = z.shape[0]
@@ -73,15 +64,15 @@ def _row_hess_dz(kind, z, u):
             u[c] *= 2.0
     elif kind == SIGMOID:
         for c in range(m):
-            p = _sigmoid(z[c])
-            u[c] *= p * (1.0 - p)
+            e = _exp_neg(abs(z[c]))
+            u[c] *= e / ((1.0 + e) * (1.0 + e))  # sigma(z) (1 - sigma(z)), stable for any z
     else:
         zmax = z[0]
         for c in range(1, m):
             zmax = max(zmax, z[c])
         s = 0.0
         for c in range(m):
-            z[c] = math.exp(z[c] - zmax)
+            z[c] = _exp_neg(zmax - z[c])
             s += z[c]
         pu = 0.0
         for c in range(m):
@@ -98,11 +89,9 @@ def _row_hess_dz(kind, z, u):
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 with its low 21 bits zero: k * _LN2_HI is exact
 _LN2_LO = 1.90821492927058770002e-10
 _LOG2E = 1.44269504088896338700e+00
-# Only contraction here: reassociation would undo the two-step (Cody-Waite) range reduction.
-_EXACT = {"contract"}
 
 
-@njit(cache=CACHE, fastmath=_EXACT, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _exp_neg(a):
     """exp(-a) for 0 <= a (inf allowed; below exp(-708) it returns exp(-708)).
 
@@ -114,8 +103,8 @@ def _exp_neg(a):
     and it needed a second loop and an int64 buffer for the powers of two.
     """
     x = min(a, 708.0)
-    k = math.floor(x * _LOG2E + 0.5)
-    r = (k * _LN2_HI - x) + k * _LN2_LO
+    k = math.floor(fma(x, _LOG2E, 0.5))
+    r = fma(k, _LN2_LO, k * _LN2_HI - x)  # k * _LN2_HI is exact
     p = 1.0 / 87178291200.0
     p = p * r + 1.0 / 6227020800.0
     p = p * r + 1.0 / 479001600.0
@@ -128,12 +117,12 @@ def _exp_neg(a):
     p = p * r + 1.0 / 120.0
     p = p * r + 1.0 / 24.0
     p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    return (p * r + 1.0) * int64_as_float64((1023 - np.int64(k)) << 52)
+    p = fma(p, r, 0.5)
+    p = fma(p, r, 1.0)
+    return fma(p, r, 1.0) * int64_as_float64((1023 - np.int64(k)) << 52)
 
 
-@njit(cache=CACHE, fastmath=_EXACT, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _log1p_unit(e):
     """log(1 + e) for 0 <= e <= 1: 2 atanh(s), s = e / (2 + e) <= 1/3, as an odd series."""
     s = e / (2.0 + e)
@@ -156,40 +145,42 @@ def _log1p_unit(e):
     p = p * u + 1.0 / 7.0
     p = p * u + 1.0 / 5.0
     p = p * u + 1.0 / 3.0
-    p = p * u + 1.0
+    p = fma(p, u, 1.0)
     return 2.0 * s * p
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _log_from_one(v):
+    """log(v) for 1 <= v (inf and NaN returned as they are), without libm.
+
+    v = 2^e f with f in [1, 2) read from the bits: log v = e ln 2 + log1p(f - 1), so the result
+    does not depend on the C library (whose ``log`` picks an FMA or SSE2 variant per CPU).
+    """
+    if not v < math.inf:
+        return v
+    bits = float64_as_int64(v)
+    e = float((bits >> 52) - 1023)
+    f = int64_as_float64((bits & ((np.int64(1) << 52) - 1)) | (np.int64(1023) << 52))
+    return fma(e, _LN2_HI, fma(e, _LN2_LO, _log1p_unit(f - 1.0)))
 
 
 # --------------------------------------------------------------------------- row tiles
 # Four rows at a time: each weight is loaded once for four dot products, and each gradient
 # entry is loaded and stored once for four rows, so the pass stays limited by reading X.
-@njit(cache=CACHE, fastmath=FASTMATH)
-def _dot4(x0, x1, x2, x3, w):
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    for j in range(w.shape[0]):
-        wj = w[j]
-        s0 += x0[j] * wj
-        s1 += x1[j] * wj
-        s2 += x2[j] * wj
-        s3 += x3[j] * wj
-    return s0, s1, s2, s3
-
-
-@njit(cache=CACHE, fastmath=FASTMATH)
+# The gradient updates are element-wise (no sum across j), so the loop vectoriser widens them
+# without reordering anything; each entry adds its four rows as one chain of fused multiply-adds.
+@njit(cache=CACHE)
 def _axpy4(a0, a1, a2, a3, x0, x1, x2, x3, g_out):
     for j in range(g_out.shape[0]):
-        g_out[j] += a0 * x0[j] + a1 * x1[j] + a2 * x2[j] + a3 * x3[j]
+        g_out[j] = fma(a3, x3[j], fma(a2, x2[j], fma(a1, x1[j], fma(a0, x0[j], g_out[j]))))
 
 
-@njit(cache=CACHE, fastmath=FASTMATH)
+@njit(cache=CACHE)
 def _axpy4x2(d0, d1, d2, d3, e0, e1, e2, e3, x0, x1, x2, x3, g_out, h_out):
     for j in range(g_out.shape[0]):
         a, b, c, d = x0[j], x1[j], x2[j], x3[j]
-        g_out[j] += (d0 * a + d1 * b) + (d2 * c + d3 * d)
-        h_out[j] += (e0 * a + e1 * b) + (e2 * c + e3 * d)
+        g_out[j] = fma(d3, d, fma(d2, c, fma(d1, b, fma(d0, a, g_out[j]))))
+        h_out[j] = fma(e3, d, fma(e2, c, fma(e1, b, fma(e0, a, h_out[j]))))
 
 
 @njit(cache=CACHE, inline="always")
@@ -200,8 +191,8 @@ def _prefetch_rows(X, first, stop):
         prefetch(X, first, q)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
-def _block_loss_grad_single(kind, X, T, w, b, start, stop, g_out):
+@njit(cache=CACHE, error_model="numpy")
+def _block_loss_grad_single(kind, X, T, Wt, b, start, stop, g_out):
     """One output (linear, logistic): the rows in sub-blocks of about ``SUB_BYTES`` of X.
 
     Per sub-block: the logits of four rows at a time, the losses and derivatives of the whole
@@ -228,16 +219,7 @@ def _block_loss_grad_single(kind, X, T, w, b, start, stop, g_out):
         i = lo
         while i + 4 <= hi:
             _prefetch_rows(X, i + sub, min(n, i + sub + 4))
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            for j in range(k):
-                wj = w[j]
-                s0 += X[i, j] * wj
-                s1 += X[i + 1, j] * wj
-                s2 += X[i + 2, j] * wj
-                s3 += X[i + 3, j] * wj
+            s0, s1, s2, s3 = row_dots4(X, i, Wt, 0)
             q = i - lo
             Z[q] = b + s0
             Z[q + 1] = b + s1
@@ -245,10 +227,7 @@ def _block_loss_grad_single(kind, X, T, w, b, start, stop, g_out):
             Z[q + 3] = b + s3
             i += 4
         for i2 in range(i, hi):
-            s = 0.0
-            for j in range(k):
-                s += X[i2, j] * w[j]
-            Z[i2 - lo] = b + s
+            Z[i2 - lo] = b + row_dot(X, i2, Wt, 0)
         loss += _sub_loss_dz(kind, T, lo, hi, 1, Z, Y, A)
         i = lo
         while i + 4 <= hi:
@@ -257,27 +236,26 @@ def _block_loss_grad_single(kind, X, T, w, b, start, stop, g_out):
             d0, d1, d2, d3 = Z[q], Z[q + 1], Z[q + 2], Z[q + 3]
             gb += (d0 + d1) + (d2 + d3)
             for j in range(k):
-                g_out[j] += ((d0 * X[i, j] + d1 * X[i + 1, j])
-                             + (d2 * X[i + 2, j] + d3 * X[i + 3, j]))
+                g_out[j] = fma(d3, X[i + 3, j], fma(d2, X[i + 2, j], fma(
+                    d1, X[i + 1, j], fma(d0, X[i, j], g_out[j]))))
             i += 4
         for i2 in range(i, hi):
             d = Z[i2 - lo]
             gb += d
             for j in range(k):
-                g_out[j] += d * X[i2, j]
+                g_out[j] = fma(d, X[i2, j], g_out[j])
     return loss, gb
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _sub_logits(X, Wt, b, lo, hi, Z):
     """Z[(i - lo) * m + c] = b[c] + X[i] . Wt[c] for the rows lo..hi, four rows at a time."""
     m = Wt.shape[0]
     i = lo
     while i + 4 <= hi:
-        x0, x1, x2, x3 = X[i], X[i + 1], X[i + 2], X[i + 3]
         r = (i - lo) * m
         for c in range(m):
-            s0, s1, s2, s3 = _dot4(x0, x1, x2, x3, Wt[c])
+            s0, s1, s2, s3 = row_dots4(X, i, Wt, c)
             Z[r + c] = b[c] + s0
             Z[r + m + c] = b[c] + s1
             Z[r + 2 * m + c] = b[c] + s2
@@ -286,10 +264,10 @@ def _sub_logits(X, Wt, b, lo, hi, Z):
     for i2 in range(i, hi):
         r = (i2 - lo) * m
         for c in range(m):
-            Z[r + c] = b[c] + _dot(X[i2], Wt[c])
+            Z[r + c] = b[c] + row_dot(X, i2, Wt, c)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _sub_grad(X, lo, hi, D, Gt_out, gb_out):
     """Gt_out[c] += sum_i D[(i - lo) * m + c] X[i], gb_out[c] += sum_i D[...], four rows a time."""
     m = Gt_out.shape[0]
@@ -319,12 +297,14 @@ def _sub_grad(X, lo, hi, D, Gt_out, gb_out):
             _axpy(D[r + c], X[i2], Gt_out[c])
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _sub_loss_dz(kind, T, lo, hi, m, Z, Y, A):
     """Loss of the rows lo..hi; overwrites the flat logits ``Z`` with dloss/dz.
 
     The exponentials and logarithms of the whole sub-block are computed in one vectorised loop
-    (``_exp_neg``, ``_log1p_unit`` inlined) instead of one libm call per entry.
+    (``_exp_neg``, ``_log1p_unit`` inlined) instead of one libm call per entry. The losses of
+    the entries are summed afterwards, in entry order: a running sum inside that loop would be
+    a reduction LLVM vectorises only by reordering it.
     """
     cnt = (hi - lo) * m
     loss = 0.0
@@ -345,8 +325,10 @@ def _sub_loss_dz(kind, T, lo, hi, m, Z, Y, A):
             e = _exp_neg(abs(t))
             inv = 1.0 / (1.0 + e)
             pos = t >= 0.0
-            loss += ((t if pos else 0.0) + _log1p_unit(e)) - Y[q] * t
+            A[q] = ((t if pos else 0.0) + _log1p_unit(e)) - Y[q] * t
             Z[q] = (inv if pos else e * inv) - Y[q]
+        for q in range(cnt):
+            loss += A[q]
         return loss
     for r in range(hi - lo):
         zmax = Z[r * m]
@@ -358,7 +340,7 @@ def _sub_loss_dz(kind, T, lo, hi, m, Z, Y, A):
     for q in range(cnt):
         A[q] = _exp_neg(A[q])
     # Each row's sum s of exp(z - zmax) lies in [1, m]: the logs of up to 16 rows are taken as
-    # one log of their product (at most m^16, far from overflow), a sixteenth of the libm calls.
+    # one log of their product (at most m^16, far from overflow), a sixteenth of the log calls.
     prod = 1.0
     for r in range(hi - lo):
         cls = int(T[lo + r, 0])
@@ -368,16 +350,16 @@ def _sub_loss_dz(kind, T, lo, hi, m, Z, Y, A):
         loss += Y[r] - Z[r * m + cls]
         prod *= s
         if r % 16 == 15:
-            loss += math.log(prod)
+            loss += _log_from_one(prod)
             prod = 1.0
         inv = 1.0 / s
         for c in range(m):
             Z[r * m + c] = A[r * m + c] * inv
         Z[r * m + cls] -= 1.0
-    return loss + math.log(prod)
+    return loss + _log_from_one(prod)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _block_loss_grad(kind, X, T, Wt, b, start, stop, Gt_out, gb_out, z):
     m = Wt.shape[0]
     sub = SUB_ROWS
@@ -393,16 +375,33 @@ def _block_loss_grad(kind, X, T, Wt, b, start, stop, Gt_out, gb_out, z):
     return loss
 
 
-@njit(cache=CACHE, fastmath=FASTMATH)
-def _block_hessp(kind, X, Wt, b, Vt, vb, start, stop, Ht_out, hb_out, z, u):
-    for i in range(start, stop):
-        x = X[i]
-        _logits(x, Wt, b, z)
-        _logits(x, Vt, vb, u)
-        _row_hess_dz(kind, z, u)
-        for c in range(u.shape[0]):
-            hb_out[c] += u[c]
-            _axpy(u[c], x, Ht_out[c])
+@njit(cache=CACHE, error_model="numpy")
+def _block_hessp(kind, X, Wt, b, Vt, vb, start, stop, Ht_out, hb_out, Z, U):
+    """Four rows at a time: their logits z and directions u = V^T x + vb, the row Hessians
+    applied to u, then u x^T added to ``Ht_out``. ``Z``, ``U``: (4, m) scratch."""
+    m = Wt.shape[0]
+    i = start
+    while i + 4 <= stop:
+        for c in range(m):
+            z0, z1, z2, z3 = row_dots4(X, i, Wt, c)
+            u0, u1, u2, u3 = row_dots4(X, i, Vt, c)
+            Z[0, c], Z[1, c], Z[2, c], Z[3, c] = b[c] + z0, b[c] + z1, b[c] + z2, b[c] + z3
+            U[0, c], U[1, c], U[2, c], U[3, c] = (vb[c] + u0, vb[c] + u1, vb[c] + u2,
+                                                  vb[c] + u3)
+        for r in range(4):
+            _row_hess_dz(kind, Z[r], U[r])
+        for c in range(m):
+            d0, d1, d2, d3 = U[0, c], U[1, c], U[2, c], U[3, c]
+            hb_out[c] += (d0 + d1) + (d2 + d3)
+            _axpy4(d0, d1, d2, d3, X[i], X[i + 1], X[i + 2], X[i + 3], Ht_out[c])
+        i += 4
+    for i2 in range(i, stop):
+        _logits(X, i2, Wt, b, Z[0])
+        _logits(X, i2, Vt, vb, U[0])
+        _row_hess_dz(kind, Z[0], U[0])
+        for c in range(m):
+            hb_out[c] += U[0, c]
+            _axpy(U[0, c], X[i2], Ht_out[c])
 
 
 @njit(cache=CACHE)
@@ -435,7 +434,7 @@ def _loss_grad(kind, X, T, Wt, b, G_out, gb_out, block, mean):
         start = ib * block
         stop = min(n, start + block)
         if m == 1 and kind != SOFTMAX:
-            part_l[ib], part_b[ib, 0] = _block_loss_grad_single(kind, X, T, Wt[0], b[0], start,
+            part_l[ib], part_b[ib, 0] = _block_loss_grad_single(kind, X, T, Wt, b[0], start,
                                                                 stop, part_G[ib, 0])
         else:
             part_l[ib] = _block_loss_grad(kind, X, T, Wt, b, start, stop, part_G[ib],
@@ -455,18 +454,18 @@ def _hessp(kind, X, Wt, b, Vt, vb, H_out, hb_out, block, mean):
     part_H = np.zeros((nb, m, k))
     part_b = np.zeros((nb, m))
     for ib in prange(nb):
-        z = np.empty(m)
-        u = np.empty(m)
+        z = np.empty((4, m))
+        u = np.empty((4, m))
         start = ib * block
         _block_hessp(kind, X, Wt, b, Vt, vb, start, min(n, start + block), part_H[ib],
                      part_b[ib], z, u)
     _combine(part_H, part_b, H_out, hb_out, 1.0 / n if mean else 1.0)
 
 
-@njit(cache=CACHE, parallel=True, fastmath=FASTMATH)
+@njit(cache=CACHE, parallel=True)
 def _decision(X, Wt, b, Z_out):
     for i in prange(X.shape[0]):
-        _logits(X[i], Wt, b, Z_out[i])
+        _logits(X, i, Wt, b, Z_out[i])
 
 
 def _serial_twin(dispatcher):
@@ -488,7 +487,7 @@ def _serial_twin(dispatcher):
 # where starting threads costs more than the pass itself.
 _loss_grad_serial = njit(cache=CACHE)(_serial_twin(_loss_grad))
 _hessp_serial = njit(cache=CACHE)(_serial_twin(_hessp))
-_decision_serial = njit(cache=CACHE, fastmath=FASTMATH)(_serial_twin(_decision))
+_decision_serial = njit(cache=CACHE)(_serial_twin(_decision))
 SERIAL_BELOW = 1 << 18  # n * k * m under which one thread is faster
 
 
@@ -563,7 +562,7 @@ def softmax_loss_grad(X, y, W, b, G_out, gb_out):
 
 
 # --------------------------------------------------------------------------- bandwidth probe
-@njit(cache=CACHE, fastmath=FASTMATH)
+@njit(cache=CACHE, fastmath=PROBE_FASTMATH)
 def _block_sum(X, start, stop):
     """Sum of the rows start..stop, one row after the other. Of the reads tried for the floor
     (this, four rows at a time with the pass's prefetches, one flat loop) this is the fastest."""

@@ -4,6 +4,7 @@
 (``python -m pipeline``) and the DVC stages (``python -m pipeline.stages``) are built on it.
 """
 
+from . import _portable  # noqa: F401  (first: pins OpenBLAS's and numpy's CPU dispatch)
 from .api import decision_function, fit, predict, predict_proba
 from .chunked import (
     ChunkedSource,

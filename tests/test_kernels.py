@@ -5,6 +5,7 @@ import pytest
 from numba import njit
 
 import kernels
+from kernels._intrinsics import fma, row_dot, row_dots4
 from tests import naive
 
 KIND = {"linear": kernels.LINEAR, "logistic": kernels.SIGMOID,
@@ -222,3 +223,64 @@ def test_polynomial_exp_and_log1p_are_accurate_to_ulps():
     ref = np.log1p(e)
     assert out[0] == 0.0
     assert np.max(np.abs(out[1:] - ref[1:]) / np.spacing(ref[1:])) <= 3.0
+
+
+@njit
+def _map_log_from_one(v, out):
+    for i in range(v.size):
+        out[i] = kernels.losses._log_from_one(v[i])
+
+
+def test_polynomial_log_is_accurate_and_keeps_inf_and_nan():
+    """The softmax loss's log(v), v >= 1 (no libm): within 3 ulp, inf and nan passed through."""
+    v = np.concatenate([np.linspace(1.0, 10.0, 200_001), np.geomspace(1.0, 1e300, 200_001)])
+    out = np.empty_like(v)
+    _map_log_from_one(v, out)
+    ref = np.log(v)
+    assert out[0] == 0.0
+    assert np.max(np.abs(out[1:] - ref[1:]) / np.spacing(ref[1:])) <= 3.0
+    _map_log_from_one(np.array([np.inf, np.nan]), out[:2])
+    assert out[0] == np.inf and np.isnan(out[1])
+
+
+@njit
+def _lane_order_dot(X, i, W, c):
+    """The order ``row_dot`` promises, written out with scalars: lane l takes j = l (mod 8)
+    over the first k - k % 8 features, the lanes are added in a fixed tree, the rest follow."""
+    k = X.shape[1]
+    kv = k - k % 8
+    lane = np.zeros(8)
+    for j in range(0, kv, 8):
+        for q in range(8):
+            lane[q] = fma(X[i, j + q], W[c, j + q], lane[q])
+    s = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))
+    for j in range(kv, k):
+        s = fma(X[i, j], W[c, j], s)
+    return s
+
+
+@njit
+def _all_row_dots(X, W):
+    one = np.zeros((X.shape[0], W.shape[0]))
+    four = np.zeros_like(one)
+    ref = np.zeros_like(one)
+    for c in range(W.shape[0]):
+        for i in range(X.shape[0]):
+            one[i, c] = row_dot(X, i, W, c)
+            ref[i, c] = _lane_order_dot(X, i, W, c)
+        for i in range(0, X.shape[0] - 3, 4):
+            four[i, c], four[i + 1, c], four[i + 2, c], four[i + 3, c] = row_dots4(X, i, W, c)
+    return one, four, ref
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_dots_add_in_the_fixed_lane_order(dtype):
+    """The vector dot products (explicit 8-lane vectors, so the same bits for any vector width)
+    equal their scalar spelling bit for bit, for every feature count around the lane width."""
+    rng = np.random.default_rng(5)
+    for k in (1, 7, 8, 9, 16, 45, 100):
+        X = rng.standard_normal((24, k)).astype(dtype)
+        W = rng.standard_normal((3, k))
+        one, four, ref = _all_row_dots(X, W)
+        assert np.array_equal(one, ref) and np.array_equal(four, ref), k
+        assert np.allclose(one, X.astype(np.float64) @ W.T, rtol=1e-12, atol=1e-12)
