@@ -1,0 +1,339 @@
+"""Loss, gradient, Hessian-vector, prediction and Gram kernels for a CSR matrix X.
+
+The same conventions as ``kernels/losses.py`` (``T`` (n, m) encoded float64, ``W`` (k, m),
+``b`` (m,), loss and gradient means over rows), with X given as the arrays of a CSR matrix:
+``data`` (nnz,) float64 or float32, ``indices`` (nnz,) its columns, ``indptr`` (n+1,). X is
+never densified and never centred; every sum is accumulated in float64.
+
+A pass runs in two steps, each deterministic for any thread count:
+
+1. Rows, in parallel over fixed blocks of ``BLOCK_ROWS`` rows: each row's logits
+   ``z = b + sum_p data[p] W[indices[p]]`` (in the row's stored order), its loss and
+   ``d = dloss/dz`` written to ``D (n, m)``; the loss and ``sum d`` of each block are partials
+   added in block order.
+2. ``G = X^T D`` from a CSC copy of X made once by the caller (:func:`csc_of`): in parallel
+   over columns, each column's sum taken over its rows in row order. No partials: each entry
+   of G has one owner, so neither the thread count nor the split of columns into tasks changes
+   a bit. Per-block partial gradients (the dense kernels' way) would need a (k, m) buffer per
+   block: at k = 1e5 and m = 20 that is 16 MB a block and gigabytes in all.
+
+No fast-math flags: LLVM may not reorder or fuse a sum. exp and log are libm's (a few per row
+against ~50 multiply-adds per non-zero and output), so on one CPU and library the bits are
+fixed; across CPUs they agree with the dense kernels to rounding (tests/test_sparse.py).
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ._config import BLOCK_ROWS, CACHE
+from .losses import LINEAR, SIGMOID
+
+# Columns per parallel task of the column pass are chosen so tasks hold about equal non-zeros;
+# the split never changes a result (each column is summed by one task in row order).
+COLUMN_TASKS = 256
+# Largest k for the dense (k+1)^2 Gram of a sparse X (160 MB at this size).
+GRAM_MAX_FEATURES = 4096
+
+
+# --------------------------------------------------------------------------- per-row maths
+@njit(cache=CACHE, error_model="numpy")
+def _row_logits(data, indices, lo, hi, W, b, z_out):
+    m = z_out.shape[0]
+    for c in range(m):
+        z_out[c] = b[c]
+    for p in range(lo, hi):
+        x = data[p]
+        j = indices[p]
+        for c in range(m):
+            z_out[c] += x * W[j, c]
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _row_loss_dz(kind, z, T, i, d_out):
+    """The row's loss; writes dloss/dz into ``d_out`` (stable forms, as in the spec)."""
+    m = z.shape[0]
+    loss = 0.0
+    if kind == LINEAR:
+        for c in range(m):
+            r = z[c] - T[i, c]
+            loss += r * r
+            d_out[c] = 2.0 * r
+        return loss
+    if kind == SIGMOID:
+        for c in range(m):
+            t = z[c]
+            e = math.exp(-abs(t))
+            inv = 1.0 / (1.0 + e)
+            pos = t >= 0.0
+            loss += ((t if pos else 0.0) + math.log1p(e)) - T[i, c] * t
+            d_out[c] = (inv if pos else e * inv) - T[i, c]
+        return loss
+    zmax = z[0]
+    for c in range(1, m):
+        zmax = max(zmax, z[c])
+    s = 0.0
+    for c in range(m):
+        d_out[c] = math.exp(z[c] - zmax)
+        s += d_out[c]
+    cls = int(T[i, 0])
+    inv = 1.0 / s
+    for c in range(m):
+        d_out[c] *= inv
+    d_out[cls] -= 1.0
+    return (zmax - z[cls]) + math.log(s)
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _row_hess_dz(kind, z, u):
+    """Overwrite ``u`` (= V^T x + vb) with the row's Hessian (in z) applied to it."""
+    m = z.shape[0]
+    if kind == LINEAR:
+        for c in range(m):
+            u[c] *= 2.0
+    elif kind == SIGMOID:
+        for c in range(m):
+            e = math.exp(-abs(z[c]))
+            u[c] *= e / ((1.0 + e) * (1.0 + e))
+    else:
+        zmax = z[0]
+        for c in range(1, m):
+            zmax = max(zmax, z[c])
+        s = 0.0
+        for c in range(m):
+            z[c] = math.exp(z[c] - zmax)
+            s += z[c]
+        pu = 0.0
+        for c in range(m):
+            z[c] /= s
+            pu += z[c] * u[c]
+        for c in range(m):
+            u[c] = z[c] * (u[c] - pu)
+
+
+# --------------------------------------------------------------------------- row pass
+@njit(cache=CACHE, error_model="numpy")
+def _block_dz(kind, data, indices, indptr, T, W, b, start, stop, D_out, db_out):
+    m = W.shape[1]
+    z = np.empty(m)
+    loss = 0.0
+    for i in range(start, stop):
+        _row_logits(data, indices, indptr[i], indptr[i + 1], W, b, z)
+        loss += _row_loss_dz(kind, z, T, i, D_out[i])
+        for c in range(m):
+            db_out[c] += D_out[i, c]
+    return loss
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _block_hz(kind, data, indices, indptr, W, b, V, vb, start, stop, U_out, hb_out):
+    m = W.shape[1]
+    z = np.empty(m)
+    for i in range(start, stop):
+        lo, hi = indptr[i], indptr[i + 1]
+        _row_logits(data, indices, lo, hi, W, b, z)
+        _row_logits(data, indices, lo, hi, V, vb, U_out[i])
+        _row_hess_dz(kind, z, U_out[i])
+        for c in range(m):
+            hb_out[c] += U_out[i, c]
+
+
+@njit(cache=CACHE, parallel=True)
+def _rows_dz(kind, data, indices, indptr, T, W, b, D_out, db_out, block):
+    """Loss summed over rows; ``D_out`` (n, m) = dloss/dz, ``db_out`` (m,) = its column sums."""
+    n = indptr.shape[0] - 1
+    m = W.shape[1]
+    nb = (n + block - 1) // block
+    part_l = np.zeros(nb)
+    part_b = np.zeros((nb, m))
+    for ib in prange(nb):
+        start = ib * block
+        part_l[ib] = _block_dz(kind, data, indices, indptr, T, W, b, start,
+                               min(n, start + block), D_out, part_b[ib])
+    loss = 0.0
+    for c in range(m):
+        db_out[c] = 0.0
+    for ib in range(nb):
+        loss += part_l[ib]
+        for c in range(m):
+            db_out[c] += part_b[ib, c]
+    return loss
+
+
+@njit(cache=CACHE, parallel=True)
+def _rows_hz(kind, data, indices, indptr, W, b, V, vb, U_out, hb_out, block):
+    n = indptr.shape[0] - 1
+    m = W.shape[1]
+    nb = (n + block - 1) // block
+    part_b = np.zeros((nb, m))
+    for ib in prange(nb):
+        start = ib * block
+        _block_hz(kind, data, indices, indptr, W, b, V, vb, start, min(n, start + block),
+                  U_out, part_b[ib])
+    for c in range(m):
+        hb_out[c] = 0.0
+    for ib in range(nb):
+        for c in range(m):
+            hb_out[c] += part_b[ib, c]
+
+
+@njit(cache=CACHE, parallel=True)
+def _decision(data, indices, indptr, W, b, Z_out):
+    for i in prange(indptr.shape[0] - 1):
+        _row_logits(data, indices, indptr[i], indptr[i + 1], W, b, Z_out[i])
+
+
+# --------------------------------------------------------------------------- column pass
+@njit(cache=CACHE, error_model="numpy")
+def _cols_xtd(cdata, crows, colptr, first, last, D, scale, G_out):
+    m = D.shape[1]
+    for j in range(first, last):
+        for c in range(m):
+            G_out[j, c] = 0.0
+        for p in range(colptr[j], colptr[j + 1]):
+            x = cdata[p]
+            r = crows[p]
+            for c in range(m):
+                G_out[j, c] += x * D[r, c]
+        for c in range(m):
+            G_out[j, c] *= scale
+
+
+@njit(cache=CACHE, parallel=True)
+def _xtd(cdata, crows, colptr, tasks, D, scale, G_out):
+    """``G_out (k, m) = scale * X^T D``: each column summed over its rows in row order."""
+    for t in prange(tasks.shape[0] - 1):
+        _cols_xtd(cdata, crows, colptr, tasks[t], tasks[t + 1], D, scale, G_out)
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _cols_gram(data, indices, indptr, cdata, crows, colptr, first, last, s, T, A_out, C_out):
+    k = colptr.shape[0] - 1
+    m = T.shape[1]
+    for j in range(first, last):
+        for p in range(colptr[j], colptr[j + 1]):
+            r = crows[p]
+            x = cdata[p] * s[r]
+            for q in range(indptr[r], indptr[r + 1]):
+                A_out[j, indices[q]] += x * data[q]
+            A_out[j, k] += x
+            for c in range(m):
+                C_out[j, c] += x * T[r, c]
+
+
+@njit(cache=CACHE, parallel=True)
+def _gram(data, indices, indptr, cdata, crows, colptr, tasks, s, T, A_out, C_out):
+    """Rows j < k of ``[X 1]^T diag(s) [X 1]`` and ``[X 1]^T diag(s) T``, one column each."""
+    for t in prange(tasks.shape[0] - 1):
+        _cols_gram(data, indices, indptr, cdata, crows, colptr, tasks[t], tasks[t + 1], s, T,
+                   A_out, C_out)
+
+
+# --------------------------------------------------------------------------- public wrappers
+def column_tasks(colptr, n_tasks=COLUMN_TASKS):
+    """Boundaries (n_tasks' + 1,) of column ranges holding about equal non-zeros each."""
+    k = colptr.shape[0] - 1
+    nnz = int(colptr[-1])
+    targets = np.linspace(0, nnz, min(n_tasks, max(k, 1)) + 1)[1:-1]
+    inner = np.searchsorted(colptr, targets, side="left")
+    return np.unique(np.concatenate([[0], np.clip(inner, 0, k), [k]])).astype(np.int64)
+
+
+def csc_of(data, indices, indptr, n_features):
+    """The CSC arrays ``(cdata, crows, colptr, tasks)`` of the CSR matrix (one copy of X, made
+    once per objective): rows sorted within each column, so column sums run in row order."""
+    import scipy.sparse as sp  # lazy: only this helper needs scipy
+
+    n = indptr.shape[0] - 1
+    Xc = sp.csr_matrix((data, indices, indptr), shape=(n, n_features)).tocsc()
+    Xc.sort_indices()
+    return Xc.data, Xc.indices, Xc.indptr, column_tasks(Xc.indptr)
+
+
+def _ready(W, b, k):
+    W = np.ascontiguousarray(W, dtype=np.float64)
+    b = np.ascontiguousarray(b, dtype=np.float64)
+    if W.ndim != 2 or W.shape[0] != k or b.shape != (W.shape[1],):
+        raise ValueError(f"W must be (k, m) = ({k}, m) and b (m,); got {W.shape}, {b.shape}")
+    return W, b
+
+
+def loss_grad(kind, csr, csc, T, W, b, G_out, gb_out, D_out=None, block=BLOCK_ROWS, mean=True):
+    """Mean loss over rows; ``G_out`` (k, m) = dL/dW, ``gb_out`` (m,) = dL/db.
+
+    ``csr`` = (data, indices, indptr), ``csc`` = :func:`csc_of` of it. ``D_out`` (n, m)
+    float64: scratch for the per-row derivatives (allocated when None; pass one to reuse).
+    ``mean=False``: sums over rows instead, as in ``kernels.loss_grad``.
+    """
+    data, indices, indptr = csr
+    n = indptr.shape[0] - 1
+    W, b = _ready(W, b, G_out.shape[0])
+    if D_out is None:
+        D_out = np.empty((n, W.shape[1]))
+    scale = 1.0 / n if mean else 1.0
+    loss = _rows_dz(kind, data, indices, indptr, T, W, b, D_out, gb_out, block)
+    gb_out *= scale
+    _xtd(csc[0], csc[1], csc[2], csc[3], D_out, scale, G_out)
+    return loss * scale
+
+
+def hessp(kind, csr, csc, W, b, V, vb, H_out, hb_out, U_out=None, block=BLOCK_ROWS, mean=True):
+    """Hessian of the mean loss at (W, b) applied to (V, vb), into ``H_out``, ``hb_out``."""
+    data, indices, indptr = csr
+    n = indptr.shape[0] - 1
+    W, b = _ready(W, b, H_out.shape[0])
+    V, vb = _ready(V, vb, H_out.shape[0])
+    if U_out is None:
+        U_out = np.empty((n, W.shape[1]))
+    scale = 1.0 / n if mean else 1.0
+    _rows_hz(kind, data, indices, indptr, W, b, V, vb, U_out, hb_out, block)
+    hb_out *= scale
+    _xtd(csc[0], csc[1], csc[2], csc[3], U_out, scale, H_out)
+
+
+def decision_function(csr, W, b, n_features, Z_out=None):
+    """Logits ``Z = X W + b`` (n, m), in parallel over rows."""
+    data, indices, indptr = csr
+    W, b = _ready(W, b, n_features)
+    if Z_out is None:
+        Z_out = np.empty((indptr.shape[0] - 1, W.shape[1]))
+    _decision(data, indices, indptr, W, b, Z_out)
+    return Z_out
+
+
+def gram(csr, csc, T, weights=None, mean=True):
+    """``A = [X 1]^T diag(s) [X 1]`` (k+1, k+1) and ``C = [X 1]^T diag(s) T`` (k+1, m), dense.
+
+    ``weights`` s (n,) (None: ones, the plain Gram). Only for k up to ``GRAM_MAX_FEATURES``.
+    Each column j of X owns row j of A (its products with every row holding it, in row
+    order); the bias row is the bias column, so A is exactly symmetric.
+    """
+    data, indices, indptr = csr
+    n = indptr.shape[0] - 1
+    k = csc[2].shape[0] - 1
+    if k > GRAM_MAX_FEATURES:
+        raise ValueError(f"a dense Gram of {k} + 1 columns is too large for a sparse X "
+                         f"(at most {GRAM_MAX_FEATURES} features)")
+    s = np.ones(n) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+    T = np.ascontiguousarray(T, dtype=np.float64)
+    A = np.zeros((k + 1, k + 1))
+    C = np.zeros((k + 1, T.shape[1]))
+    _gram(data, indices, indptr, csc[0], csc[1], csc[2], csc[3], s, T, A, C)
+    A[k, :k] = A[:k, k]
+    A[k, k] = math.fsum(s) if weights is not None else float(n)
+    C[k] = _weighted_column_sums(s, T)
+    A = np.triu(A) + np.triu(A, 1).T  # the upper triangle mirrored: exactly symmetric
+    if mean:
+        A /= n
+        C /= n
+    return A, C
+
+
+@njit(cache=CACHE)
+def _weighted_column_sums(s, T):
+    out = np.zeros(T.shape[1])
+    for r in range(T.shape[0]):
+        for c in range(T.shape[1]):
+            out[c] += s[r] * T[r, c]
+    return out
