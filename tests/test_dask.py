@@ -185,6 +185,31 @@ def test_a_worker_killed_mid_fit_is_replaced_and_the_bits_stay(cluster, client):
     assert got.n_iter == want.n_iter
 
 
+@pytest.mark.slow
+def test_ctrl_c_mid_fit_closes_the_cluster_the_fit_started(monkeypatch):
+    seen, connect = [], dask_backend.connect
+
+    @contextlib.contextmanager
+    def recording(*args):
+        with connect(*args) as (client, facts):
+            seen.append(facts["backend.cluster_address"])
+            yield client, facts
+
+    def interrupt_at_step_2(step, *rest):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(dask_backend, "connect", recording)
+
+    X, y = _data("logistic")
+    with pytest.raises(KeyboardInterrupt):
+        fit(X, y, model="logistic", reg="l2", lam=0.05, solver="lbfgs", backend="dask",
+            backend_options={"n_workers": 1, "chunk_rows": CHUNK}, callback=interrupt_at_step_2)
+    assert seen and seen[0].startswith("tcp://127.0.0.1:")
+    with pytest.raises(ConnectionError):  # the scheduler is gone, and with it its workers
+        dask_backend.check_address(seen[0], timeout=1.0)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
