@@ -32,6 +32,11 @@ CLOSE_TIMEOUT_S = 10.0
 DEFAULT_CHUNK_ROWS = 65_536  # fixed, not derived from the worker count: the bits must not be
 
 
+class ClusterError(RuntimeError):
+    """The cluster could not give a result within the time allowed (workers lost, a task that
+    failed on every worker it was tried on, or no answer)."""
+
+
 @dataclass(frozen=True)
 class DaskOptions:
     """The options of ``backend="dask"`` (``backend_options=`` of ``pipeline.fit``, the

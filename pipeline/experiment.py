@@ -403,10 +403,12 @@ def interrupted(err: BaseException) -> int:
 
 def fit_errors() -> tuple[type[BaseException], ...]:
     """What a fit raises on the user's data or settings once the run is open (a divergence):
-    one line too, and the run ends FAILED with the error logged."""
+    one line too, and the run ends FAILED with the error logged. A Dask cluster that stops
+    answering mid-fit is one of them (``backend.timeout``)."""
+    from pipeline.dask_backend import ClusterError
     from pipeline.solvers._problem import NonFiniteError
 
-    return (NonFiniteError,)
+    return (NonFiniteError, ClusterError)
 
 
 def reported(interrupts: bool = True) -> tuple[type[BaseException], ...]:

@@ -26,14 +26,10 @@ import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from . import chunk_ops
+from .dask_backend import ClusterError
 from .objectives import Objective, encode_targets
 
 PLUGIN_NAME = "pipeline-kernels"
-
-
-class ClusterError(RuntimeError):
-    """The cluster could not give a result within the time allowed (workers lost, a task that
-    failed on every worker it was tried on, or no answer)."""
 
 
 # ----------------------------------------------------------------------------- on the workers
