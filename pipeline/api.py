@@ -22,7 +22,13 @@ from .solvers import (
     options_for,
 )
 from .streamed import source_decision, streamed_problem
-from .validation import check_hyperparameters, check_targets, check_X, warn_ineffective
+from .validation import (
+    check_hyperparameters,
+    check_targets,
+    check_X,
+    is_sparse,
+    warn_ineffective,
+)
 
 
 def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: float | None = None,
@@ -97,12 +103,18 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
                         seed, backend, callback, checked)
         result.classes, result.dtype = classes, dtype
         return result
-    X = check_X(X, dtype)
+    if is_sparse(X) and backend != "cpu":
+        raise ValueError(f"a scipy.sparse X runs on backend='cpu' only; got backend={backend!r}")
+    X = check_X(X, dtype, accept_sparse=True)  # sparse: CSR (CSC, COO converted once)
     T, classes = check_targets(model, y, X.shape[0])
     n_classes = 0 if classes is None else len(classes)
     with contextlib.ExitStack() as stack:
         objective: Objective
-        if backend == "cuda":
+        if is_sparse(X):
+            from .objectives_sparse import SparseObjective
+
+            objective = SparseObjective(model, X, T, n_classes)
+        elif backend == "cuda":
             from .objectives_cuda import CudaObjective
 
             objective = CudaObjective(model, X, T, n_classes)
@@ -142,15 +154,20 @@ def _solve(objective: Objective, X, T, n_classes: int, reg: str, lam: float, l1_
     X and encoded targets first, when the optimum may not exist)."""
     model = objective.model
     penalty = Penalty(reg, lam, l1_ratio, objective.n_features)
-    chosen = (choose_auto(model, reg, objective.n_samples, objective.n_features, backend)
+    sparse = is_sparse(X)
+    chosen = (choose_auto(model, reg, objective.n_samples, objective.n_features, backend,
+                          sparse=sparse)
               if solver == "auto" else solver)
     options = options_for(chosen, checked, solver)
     problem = Problem(objective, penalty, tol, max_iter, callback, seed=seed)
     if problem.can_diverge and X is not None:  # the LP needs X in memory (not for a source)
         from .separability import separating_point  # scipy's LP: imported only when needed
 
-        separator = separating_point(model, X, encode_targets(model, T, n_classes),
-                                     objective.n_outputs)
+        # a sparse X only for an LP small enough to be built at all (its rows are dense)
+        small = X.shape[0] * (X.shape[1] + 1) <= 500_000
+        separator = None if sparse and not small else separating_point(
+            model, X.toarray() if sparse else X, encode_targets(model, T, n_classes),
+            objective.n_outputs)
         if separator is not None:
             return problem.stop_separable(chosen, *separator)
     W, b = objective.zeros()
@@ -175,10 +192,14 @@ def decision_function(result: FitResult, X, *, lam: float | None = None) -> np.n
     result = _point(result, lam)
     if isinstance(X, ChunkedSource):  # chunk by chunk: holds the (n, m) logits, not X
         return source_decision(X, result.W, result.b, result.dtype)
-    X = check_X(X, result.dtype)
+    X = check_X(X, result.dtype, accept_sparse=True)
     if X.shape[1] != result.W.shape[0]:
         raise ValueError(f"X has {X.shape[1]} features but the model was fit on "
                          f"{result.W.shape[0]}")
+    if is_sparse(X):
+        from kernels.sparse import decision_function as sparse_decision
+
+        return sparse_decision((X.data, X.indices, X.indptr), result.W, result.b, X.shape[1])
     return kernels.decision_function(X, result.W, result.b)
 
 

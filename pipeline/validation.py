@@ -95,10 +95,11 @@ def _where_not_finite(A: np.ndarray, name: str) -> str:
 
 def _not_an_array(X: Any, name: str) -> None:
     """Inputs ``np.asarray`` would turn into nonsense: say what they are and what to do."""
-    if hasattr(X, "tocsr") and hasattr(X, "nnz"):  # scipy.sparse, without importing scipy
+    if is_sparse(X):
         raise TypeError(f"{name} is a scipy.sparse matrix ({type(X).__name__}, shape "
-                        f"{X.shape}); sparse input is not supported yet: pass "
-                        f"{name}.toarray() if it fits in memory")
+                        f"{X.shape}); sparse input is supported by pipeline.fit, predict and "
+                        f"decision_function only: pass {name}.toarray() here if it fits in "
+                        "memory")
     if hasattr(X, "dtypes") and hasattr(X, "columns"):  # a pandas DataFrame
         for col, dt in zip(X.columns, X.dtypes, strict=True):
             if dt.kind not in "biuf":
@@ -115,9 +116,45 @@ def _as_array(X: Any, name: str) -> np.ndarray:
                          f"{err}") from None
 
 
-def check_X(X, dtype: str = "float64") -> np.ndarray:
-    """Return X as a C-contiguous 2-D float array of ``dtype`` (no copy when it already is)."""
+def is_sparse(X: Any) -> bool:
+    """True for a scipy.sparse matrix or array (checked without importing scipy)."""
+    return hasattr(X, "tocsr") and hasattr(X, "nnz")
+
+
+def check_sparse_X(X: Any, dtype: str = "float64") -> Any:
+    """Return a scipy.sparse X as CSR with ``dtype`` data: a CSR matrix of that dtype as it is,
+    another format (CSC, COO, ...) converted once, another dtype cast once. Never densified.
+
+    Checks the shape (2-D, at least one row and one column), real dtype and finite data.
+    """
     _choice("dtype", dtype, DTYPES)
+    if len(X.shape) != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"X is empty or not 2-D (shape {X.shape}); need at least one row and "
+                         "one column")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"X must hold real numbers; this sparse matrix has dtype {X.dtype}")
+    if X.format != "csr":
+        X = X.tocsr()
+    if X.dtype != np.dtype(dtype):
+        X = X.astype(dtype)
+    bad = ~np.isfinite(X.data)
+    if bad.any():
+        rows = np.unique(np.searchsorted(X.indptr, np.flatnonzero(bad), side="right") - 1)
+        raise ValueError(f"X has {int(bad.sum())} NaN/inf stored value(s) in rows "
+                         f"{rows[:10].tolist()}{' ...' if rows.size > 10 else ''}; impute or "
+                         "drop them first")
+    return X
+
+
+def check_X(X, dtype: str = "float64", accept_sparse: bool = False) -> np.ndarray:
+    """Return X as a C-contiguous 2-D float array of ``dtype`` (no copy when it already is).
+
+    ``accept_sparse``: a scipy.sparse X is returned as CSR (:func:`check_sparse_X`) instead of
+    raising ``TypeError``.
+    """
+    _choice("dtype", dtype, DTYPES)
+    if accept_sparse and is_sparse(X):
+        return check_sparse_X(X, dtype)
     X = _as_array(X, "X")
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}"

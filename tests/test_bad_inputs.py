@@ -56,7 +56,7 @@ def _arrays() -> dict[str, object]:
     Y = np.column_stack([X[:, 0] > 0, np.ones(40)]).astype(float)
     binary = (X[:, 0] + 0.5 * rng.standard_normal(40) > 0).astype(int)
     return {"ok": X, "inf": inf, "binary": binary, "const_label": Y,
-            "sparse": scipy.sparse.csr_matrix(X),
+            "sparse_inf": scipy.sparse.csr_matrix(inf),
             "text_column": pd.DataFrame({"a": X[:, 0], "colour": ["red"] * 40}),
             "ragged": [[1.0, 2.0, 3.0], [4.0]] * 20, "none_label": [None, *binary[1:]],
             "none": None, "huge": X * 1e200}
@@ -94,7 +94,7 @@ API_CASES = [
     ApiCase("impossible-solver", {"reg": "l1", "lam": 0.1, "solver": "lbfgs"}, ValueError,
             ["solver='lbfgs'", "smooth", "split_lbfgs"]),
     # inputs the API does not support yet, or cannot read
-    ApiCase("sparse-X", {}, TypeError, ["scipy.sparse", "toarray()"], X="sparse"),
+    ApiCase("inf-in-sparse-X", {}, ValueError, ["NaN/inf", "rows [5]"], X="sparse_inf"),
     ApiCase("text-column", {}, TypeError, ["'colour'", "not numeric"], X="text_column"),
     ApiCase("ragged-X", {}, ValueError, ["ragged"], X="ragged"),
     ApiCase("None-in-y", {}, ValueError, ["missing", "rows [0]"], y="none_label"),

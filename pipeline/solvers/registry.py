@@ -112,7 +112,7 @@ def check_compatibility(model: str, reg: str, solver: str, backend: str = "cpu")
 
 
 def choose_auto(model: str, reg: str, n_samples: int, n_features: int,
-                backend: str = "cpu") -> str:
+                backend: str = "cpu", sparse: bool = False) -> str:
     """The fastest correct solver for the problem's shape (see bench/solvers.py).
 
     Linear: one Gram pass, then work independent of n (closed form, or CD for L1) while the
@@ -122,6 +122,8 @@ def choose_auto(model: str, reg: str, n_samples: int, n_features: int,
     subsampled Hessian (10-13 pass-equivalents where L-BFGS needs 30-40). With an L1 part:
     L-BFGS-B on the split W = U - V (a few hundred passes where FISTA needs thousands), or from
     SAMPLE_FROM rows proximal Newton on Hessian-vector products of a sample (22-58 there).
+    A sparse X with more features than the logistic bound: never the (k+1)^2 Hessian of
+    binary proximal Newton (split L-BFGS-B instead; the rest need no k x k matrix).
     """
     smooth = reg in SMOOTH_REGS
     if backend == "cuda":  # data on the device: the methods that only ask for loss and gradient
@@ -134,7 +136,8 @@ def choose_auto(model: str, reg: str, n_samples: int, n_features: int,
         return "prox_newton"
     many = n_samples >= SAMPLE_FROM
     if not smooth:
-        return "prox_newton" if many else "split_lbfgs"
+        dense_hessian = model == "logistic"  # prox_newton's binary case forms (k+1)^2
+        return "prox_newton" if many and not (sparse and dense_hessian) else "split_lbfgs"
     return "newton" if many else "lbfgs"
 
 

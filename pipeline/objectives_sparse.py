@@ -1,0 +1,160 @@
+"""The objective over a scipy.sparse CSR matrix: the seam's sparse data source.
+
+The chunk operations of ``pipeline.chunk_ops`` are dense, so :class:`SparseObjective` answers
+every method the solvers call with the CSR kernels of ``kernels.sparse`` instead: loss and
+gradient, Hessian-vector products, logits, the Gram and the logistic weighted Gram (dense
+(k+1)^2, so only for small k), column moments and the Lipschitz estimate by sparse arithmetic.
+X is never densified and never centred (the solvers' centring is a change of coordinates of
+(W, b), not of X). A row sample (Hessian samples, mini-batches) is a sparse objective on those
+rows, charged to the parent's pass counter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import sparse as ks
+
+from .objectives import Objective, PassCounter, encode_targets, n_outputs
+
+_DENSE_SOLVERS = "closed_form, cd and prox_newton (model=logistic)"
+_SPARSE_SOLVERS = "lbfgs, split_lbfgs, newton, gd, agd or sgd"
+
+
+class SparseObjective(Objective):
+    """Mean data loss of ``model`` over a CSR matrix X (n, k), float64 or float32.
+
+    Parameters
+    ----------
+    model : str
+    X : scipy.sparse.csr_matrix or csr_array (n, k): used as it is (never copied), except for
+        one CSC copy of it made at the first gradient (the column pass of ``kernels.sparse``).
+    T : ndarray (n, m) float64, targets as ``check_targets`` returns them (or already encoded,
+        with ``encoded=True`` and ``n_outputs`` given).
+    n_classes : int
+    """
+
+    def __init__(self, model: str, X, T: np.ndarray, n_classes: int = 0, *,
+                 n_outputs: int | None = None, encoded: bool = False,
+                 counter: PassCounter | None = None):
+        m = n_outputs if n_outputs is not None else _n_outputs(model, T, n_classes)
+        super().__init__(model, X.shape[0], X.shape[1], m, counter)
+        self.X = X
+        self.csr = (X.data, X.indices, X.indptr)
+        self.T = T if encoded else encode_targets(model, T, n_classes)
+        self._csc: tuple | None = None
+        self._scratch: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ what a source provides
+    def map_chunks(self, op, *args) -> list:
+        """``op`` on the whole CSR matrix as one chunk (the dense chunk ops do not take it)."""
+        return [op(self.X, self.T, *args)]
+
+    def take(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """Dense copies of the rows ``rows`` (for a caller that needs a small dense sample)."""
+        return (np.ascontiguousarray(self.X[rows].toarray()),
+                np.ascontiguousarray(self.T[rows]))
+
+    # ------------------------------------------------------------------ kernels
+    @property
+    def csc(self) -> tuple:
+        """The CSC arrays of X (made once: a second copy of the non-zeros)."""
+        if self._csc is None:
+            self._csc = ks.csc_of(*self.csr, self.n_features)
+        return self._csc
+
+    def _buffer(self) -> np.ndarray:
+        if self._scratch is None:
+            self._scratch = np.empty((self.n_samples, self.n_outputs))
+        return self._scratch
+
+    def loss_grad(self, W, b, G_out, gb_out) -> float:
+        self.counter.rows += self.n_samples
+        return ks.loss_grad(self.kind, self.csr, self.csc, self.T, W, b, G_out, gb_out,
+                            D_out=self._buffer())
+
+    def hessp(self, W, b, V, vb, H_out, hb_out) -> None:
+        self.counter.rows += self.n_samples
+        ks.hessp(self.kind, self.csr, self.csc, W, b, V, vb, H_out, hb_out,
+                 U_out=self._buffer())
+
+    def decision(self, W, b) -> np.ndarray:
+        """Logits Z = X W + b (n, m). One pass over X."""
+        self.counter.rows += self.n_samples
+        return ks.decision_function(self.csr, W, b, self.n_features)
+
+    def _check_gram(self, what: str) -> None:
+        if self.n_features > ks.GRAM_MAX_FEATURES:
+            raise ValueError(
+                f"{what} of a sparse X needs a dense (k+1) x (k+1) matrix, and k = "
+                f"{self.n_features} is above {ks.GRAM_MAX_FEATURES}: the solvers "
+                f"{_DENSE_SOLVERS} work on sparse X only for that few features; use "
+                f"{_SPARSE_SOLVERS} (or solver='auto')")
+
+    def gram(self) -> tuple[np.ndarray, np.ndarray]:
+        self._check_gram("the Gram matrix")
+        if self._gram is None:
+            self.counter.rows += self.n_samples
+            self._gram = ks.gram(self.csr, self.csc, self.T)
+        return self._gram[0].copy(), self._gram[1].copy()
+
+    def logistic_hessian(self, w, b: float) -> np.ndarray:
+        self._check_gram("the logistic Hessian")
+        self.counter.rows += self.n_samples
+        w = np.ascontiguousarray(np.reshape(w, (-1, 1)), dtype=np.float64)
+        z = ks.decision_function(self.csr, w, np.array([float(b)]), self.n_features)[:, 0]
+        e = np.exp(-np.abs(z))
+        return ks.gram(self.csr, self.csc, self.T, weights=e / ((1.0 + e) * (1.0 + e)))[0]
+
+    def classifies_all(self, W, b) -> bool:
+        Z = self.decision(W, b)
+        if self.model == "softmax":
+            rows = np.arange(Z.shape[0])
+            cls = self.T[:, 0].astype(np.intp)
+            true = Z[rows, cls].copy()
+            Z[rows, cls] = -np.inf
+            return bool(np.all(true > Z.max(axis=1, initial=-np.inf)))
+        return bool(np.any(np.all(np.where(self.T > 0.5, Z, -Z) > 0, axis=0)))
+
+    def abs_max(self) -> float:
+        data = self.X.data
+        return float(np.max(np.abs(data))) if data.size else 0.0
+
+    def sample(self, rows: np.ndarray) -> SparseObjective:  # type: ignore[override]
+        """The same loss on the rows ``rows`` (a sparse copy of them), charged to this
+        objective's counter at their share of a pass."""
+        Xs = self.X[np.asarray(rows)]
+        return SparseObjective(self.model, Xs.tocsr(), np.ascontiguousarray(self.T[rows]),
+                               n_outputs=self.n_outputs, encoded=True, counter=self.counter)
+
+    def column_moments(self, max_rows: int = 20_000,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Exact mean and standard deviation of each column over all rows (one sparse read;
+        ``max_rows`` and ``seed`` are the dense estimate's and not needed here)."""
+        k, n = self.n_features, self.n_samples
+        data = self.X.data.astype(np.float64)
+        s1 = np.bincount(self.X.indices, weights=data, minlength=k)
+        s2 = np.bincount(self.X.indices, weights=data * data, minlength=k)
+        mean = s1 / n
+        return mean, np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
+
+    def lipschitz(self, max_rows: int = 50_000, n_iter: int = 30, seed: int = 0) -> float:
+        """As :meth:`Objective.lipschitz`, the power iteration by sparse products on at most
+        ``max_rows`` sampled rows."""
+        rng = np.random.default_rng(seed)
+        n = self.n_samples
+        rows = np.arange(n) if n <= max_rows else np.sort(rng.choice(n, max_rows, replace=False))
+        Xs = self.X[rows].astype(np.float64)
+        v = rng.standard_normal(self.n_features + 1)
+        lam = 1.0
+        for _ in range(n_iter):
+            u = Xs @ v[:-1] + v[-1]
+            w = np.append(Xs.T @ u, u.sum()) / Xs.shape[0]
+            lam = float(np.linalg.norm(w))
+            if lam == 0.0:
+                return 1.0
+            v = w / lam
+        return 1.1 * self.curvature() * lam
+
+
+_n_outputs = n_outputs  # the module function, under a name the constructor's argument leaves free
