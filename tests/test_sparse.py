@@ -1,0 +1,237 @@
+"""Sparse input: the CSR kernels against the dense ones, thread-count independence, every model
+and penalty to the dense optimum through ``pipeline.fit``, format conversion and errors."""
+
+import warnings
+
+import numba
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import kernels
+import pipeline
+from kernels import sparse as ks
+from kernels.gram import logistic_hessian
+from pipeline.objectives_sparse import SparseObjective
+from pipeline.solvers import choose_auto
+from pipeline.validation import check_sparse_X
+
+N, K = 240, 23
+KIND_CASES = [(kernels.LINEAR, 2), (kernels.SIGMOID, 1), (kernels.SIGMOID, 3),
+              (kernels.SOFTMAX, 4)]
+
+
+def _csr(n, k, density, seed, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    X = sp.random(n, k, density=density, format="csr", random_state=seed, dtype=np.float64)
+    X.data = rng.standard_normal(X.nnz)
+    X = X.tolil()
+    X[3, :] = 0.0  # an empty row
+    X[:, min(5, k - 1)] = 0.0  # an empty column
+    return X.tocsr().astype(dtype)
+
+
+@pytest.fixture(scope="module", params=["float64", "float32"])
+def data(request):
+    X = _csr(N, K, 0.25, 1, request.param)
+    assert X[3].nnz == 0 and X[:, 5].nnz == 0
+    return X, np.ascontiguousarray(X.toarray())
+
+
+def _targets(kind, m, rng):
+    if kind == kernels.SOFTMAX:
+        return rng.integers(0, m, (N, 1)).astype(np.float64)
+    if kind == kernels.SIGMOID:
+        return (rng.random((N, m)) < 0.4).astype(np.float64)
+    return rng.standard_normal((N, m))
+
+
+def _close(a, b, tol=1e-12):
+    a, b = np.asarray(a), np.asarray(b)
+    assert np.max(np.abs(a - b)) <= tol * max(1.0, np.max(np.abs(b)))
+
+
+def _run_all(X, kind, m, seed=0, block=ks.BLOCK_ROWS):
+    """Every kernel's output on the CSR X at a seeded point, as a list of arrays."""
+    rng = np.random.default_rng(seed)
+    k = X.shape[1]
+    T = _targets(kind, m, rng)
+    W, b = rng.standard_normal((k, m)), rng.standard_normal(m)
+    V, vb = rng.standard_normal((k, m)), rng.standard_normal(m)
+    csr = (X.data, X.indices, X.indptr)
+    csc = ks.csc_of(*csr, k)
+    G, gb, H, hb = np.empty((k, m)), np.empty(m), np.empty((k, m)), np.empty(m)
+    loss = ks.loss_grad(kind, csr, csc, T, W, b, G, gb, block=block)
+    ks.hessp(kind, csr, csc, W, b, V, vb, H, hb, block=block)
+    Z = ks.decision_function(csr, W, b, k)
+    A, C = ks.gram(csr, csc, T)
+    s = rng.random(X.shape[0])
+    Aw, Cw = ks.gram(csr, csc, T, weights=s)
+    return [np.array(loss), G, gb, H, hb, Z, A, C, Aw, Cw], (T, W, b, V, vb, s)
+
+
+@pytest.mark.parametrize("kind,m", KIND_CASES)
+def test_every_sparse_kernel_equals_the_dense_kernel(data, kind, m):
+    X, Xd = data
+    (loss, G, gb, H, hb, Z, A, C, Aw, Cw), (T, W, b, V, vb, s) = _run_all(X, kind, m)
+    k = Xd.shape[1]
+    Gd, gbd, Hd, hbd = np.empty((k, m)), np.empty(m), np.empty((k, m)), np.empty(m)
+    _close(loss, kernels.loss_grad(kind, Xd, T, W, b, Gd, gbd))
+    kernels.hessp(kind, Xd, W, b, V, vb, Hd, hbd)
+    for got, want in [(G, Gd), (gb, gbd), (H, Hd), (hb, hbd),
+                      (Z, kernels.decision_function(Xd, W, b))]:
+        _close(got, want)
+    Ad, Cd = kernels.gram(Xd, T)
+    _close(A, Ad)
+    _close(C, Cd)
+    assert np.array_equal(A, A.T) and np.array_equal(Aw, Aw.T)
+    Xa = np.column_stack([Xd.astype(np.float64), np.ones(N)])
+    _close(Aw, Xa.T @ (s[:, None] * Xa) / N)
+    _close(Cw, Xa.T @ (s[:, None] * T) / N)
+
+
+def test_logistic_hessian_equals_the_dense_one(data):
+    X, Xd = data
+    rng = np.random.default_rng(3)
+    T = _targets(kernels.SIGMOID, 1, rng)
+    w = rng.standard_normal(K)
+    obj = SparseObjective("logistic", X, T, encoded=True, n_outputs=1)
+    _close(obj.logistic_hessian(w, 0.3), logistic_hessian(Xd, w, 0.3))
+
+
+@pytest.mark.parametrize("kind,m", KIND_CASES)
+def test_kernels_bit_identical_for_one_and_two_threads(kind, m):
+    X = _csr(N, K, 0.25, 2)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one, _ = _run_all(X, kind, m, block=16)  # 15 row blocks
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two, _ = _run_all(X, kind, m, block=16)
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(one, two, strict=True):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_column_tasks_split_nonzeros_and_cover_every_column():
+    colptr = np.array([0, 50, 50, 51, 52, 100, 101, 101])
+    tasks = ks.column_tasks(colptr, n_tasks=3)
+    assert tasks[0] == 0 and tasks[-1] == 7 and np.all(np.diff(tasks) > 0)
+
+
+def test_objective_moments_and_lipschitz_are_sparse_versions_of_the_dense_ones(data):
+    X, Xd = data
+    T = np.zeros((N, 1))
+    obj = SparseObjective("logistic", X, T, encoded=True, n_outputs=1)
+    mean, std = obj.column_moments()
+    Xd64 = Xd.astype(np.float64)
+    _close(mean, Xd64.mean(axis=0))
+    _close(std, Xd64.std(axis=0), 1e-10)
+    dense = pipeline.objectives.ArrayObjective("logistic", Xd, T, n_outputs=1, encoded=True)
+    assert obj.lipschitz() == pytest.approx(dense.lipschitz(), rel=1e-10)
+    assert obj.abs_max() == pytest.approx(float(np.abs(Xd).max()))
+    sub = obj.sample(np.arange(0, N, 3))
+    assert isinstance(sub, SparseObjective) and sub.counter is obj.counter
+
+
+# ------------------------------------------------------------------------------ fits
+def _problem(seed=4):
+    X = _csr(300, 20, 0.3, seed)
+    Xd = X.toarray()
+    rng = np.random.default_rng(seed)
+    z = Xd @ rng.standard_normal(20)
+    noisy = z + rng.standard_normal(300)
+    ys = {"linear": z + 0.5 * rng.standard_normal(300),
+          "logistic": (noisy > 0).astype(int),
+          "softmax": np.digitize(noisy, [-1.0, 0.0, 1.0]),
+          "ovr": np.digitize(noisy, [-1.0, 0.0, 1.0]),
+          "multilabel": np.column_stack([noisy > 0, z + rng.standard_normal(300) > 0.5]
+                                        ).astype(int)}
+    return X, Xd, ys
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return _problem()
+
+
+def _fit(X, y, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pipeline.fit(X, y, tol=1e-10, max_iter=20_000, **kw)
+
+
+@pytest.mark.parametrize("reg", ["none", "l2", "l1", "elasticnet"])
+@pytest.mark.parametrize("model", ["linear", "logistic", "softmax", "ovr", "multilabel"])
+def test_every_model_and_penalty_reaches_the_dense_optimum(problem, model, reg):
+    X, Xd, ys = problem
+    kw = {"model": model, "reg": reg, "lam": 0.0 if reg == "none" else 0.05}
+    rs, rd = _fit(X, ys[model], **kw), _fit(Xd, ys[model], **kw)
+    assert rs.converged and rd.converged and rs.solver == rd.solver
+    assert abs(rs.objective - rd.objective) <= 1e-9 * abs(rd.objective)
+    np.testing.assert_allclose(pipeline.predict(rs, X), pipeline.predict(rd, Xd))
+
+
+@pytest.mark.parametrize("solver,reg", [("lbfgs", "l2"), ("newton", "l2"), ("agd", "l1"),
+                                        ("gd", "elasticnet"), ("split_lbfgs", "l1"),
+                                        ("prox_newton", "l1"), ("sgd", "l2")])
+def test_named_solvers_reach_the_dense_optimum(problem, solver, reg):
+    X, Xd, ys = problem
+    kw = {"model": "softmax", "reg": reg, "lam": 0.05, "solver": solver}
+    if solver == "sgd":
+        kw["max_iter"] = 200
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rs = pipeline.fit(X, ys["softmax"], tol=1e-6, **kw)
+            rd = pipeline.fit(Xd, ys["softmax"], tol=1e-6, **kw)
+        assert rs.objective == pytest.approx(rd.objective, rel=1e-6)
+        return
+    rs, rd = _fit(X, ys["softmax"], **kw), _fit(Xd, ys["softmax"], **kw)
+    assert rs.converged and abs(rs.objective - rd.objective) <= 1e-9 * abs(rd.objective)
+
+
+def test_csc_coo_and_float32_input(problem):
+    X, Xd, ys = problem
+    y = ys["logistic"]
+    ref = _fit(X, y, model="logistic", reg="l2", lam=0.05, solver="lbfgs")
+    for other in (X.tocsc(), X.tocoo(), sp.csr_array(X)):
+        res = _fit(other, y, model="logistic", reg="l2", lam=0.05, solver="lbfgs")
+        assert res.W.tobytes() == ref.W.tobytes()
+    assert check_sparse_X(X) is X  # CSR float64: used as it is
+    assert check_sparse_X(X.tocsc()).format == "csr"
+    X32 = X.astype(np.float32)
+    assert check_sparse_X(X32, "float32") is X32
+    r32 = _fit(X32, y, model="logistic", reg="l2", lam=0.05, solver="lbfgs", dtype="float32")
+    d32 = _fit(Xd.astype(np.float32), y, model="logistic", reg="l2", lam=0.05, solver="lbfgs",
+               dtype="float32")
+    assert abs(r32.objective - d32.objective) <= 1e-9 * abs(d32.objective)
+    _close(pipeline.decision_function(r32, X32), pipeline.decision_function(r32, Xd), 1e-6)
+
+
+def test_auto_avoids_the_dense_hessian_for_wide_sparse_data():
+    assert choose_auto("logistic", "l1", 10**6, 10**5, sparse=True) == "split_lbfgs"
+    assert choose_auto("logistic", "l2", 10**6, 10**5, sparse=True) == "newton"
+    assert choose_auto("softmax", "l1", 10**6, 10**5, sparse=True) == "prox_newton"
+    assert choose_auto("linear", "l2", 10**3, 10**5, sparse=True) == "lbfgs"
+
+
+def test_clear_errors():
+    wide = _csr(60, ks.GRAM_MAX_FEATURES + 1, 0.001, 5)
+    y = np.random.default_rng(0).standard_normal(60)
+    with pytest.raises(ValueError, match="dense .* matrix.*lbfgs"):
+        pipeline.fit(wide, y, model="linear", solver="closed_form")
+    bad = _csr(30, 4, 0.5, 6)
+    bad.data[2] = np.nan
+    with pytest.raises(ValueError, match="NaN/inf stored value"):
+        pipeline.fit(bad, np.arange(30) % 2, model="logistic")
+    with pytest.raises(ValueError, match="backend='cpu' only"):
+        pipeline.fit(_csr(30, 4, 0.5, 6), np.arange(30) % 2, model="logistic",
+                     backend="cuda")
+    with pytest.raises(ValueError, match="empty"):
+        pipeline.fit(sp.csr_matrix((0, 4)), np.zeros(0), model="linear")
+    res = _fit(_csr(30, 4, 0.5, 6), np.arange(30) % 2, model="logistic", reg="l2", lam=0.1)
+    with pytest.raises(ValueError, match="3 features but the model was fit on 4"):
+        pipeline.predict(res, _csr(5, 3, 0.5, 7))
+    with pytest.raises(TypeError, match="pipeline.fit, predict"):
+        pipeline.validation.check_X(_csr(5, 3, 0.5, 7))
