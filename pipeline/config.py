@@ -146,6 +146,18 @@ def backend_options(backend: BackendConfig) -> dict[str, Any] | None:
 
 
 @dataclass
+class SearchConfig:
+    """How lambda is chosen (``pipeline.search``): none (one fit at reg.lam), path, cv."""
+
+    name: str = "none"
+    n_lams: int = 100
+    lam_min_ratio: float | None = None
+    folds: int = 5
+    select: str = "min"
+    scoring: str | None = None
+
+
+@dataclass
 class TrackingConfig:
     """Where runs go. ``uri`` None: $MLFLOW_TRACKING_URI, else sqlite:///<root>/mlflow.db."""
 
@@ -164,6 +176,7 @@ class Config:
     solver: SolverConfig = MISSING
     backend: BackendConfig = MISSING
     tracking: TrackingConfig = MISSING
+    search: SearchConfig = MISSING
     seed: int = 0
     run_name: str | None = None
 
@@ -196,6 +209,7 @@ def register() -> None:
     cs.store(group="schema/backend", name="backend", node=BackendConfig)
     cs.store(group="schema/backend", name="dask", node=DaskBackendConfig)
     cs.store(group="schema/tracking", name="tracking", node=TrackingConfig)
+    cs.store(group="schema/search", name="search", node=SearchConfig)
 
 
 # ----------------------------------------------------------------------------- load
@@ -288,6 +302,12 @@ def validate(config: Config) -> None:
         raise ConfigError("dataset.target=[] names no target column; allowed: one or more "
                           "column names of the file (several for multilabel)")
     _check_core_compatibility(m.name, r.name, s.name, config.backend.name)
+    from .search import check_search
+
+    try:
+        check_search(config.search, m.name, r.name, config.backend.name, d.val_size)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _check_dask(backend: BackendConfig) -> None:
@@ -445,7 +465,8 @@ DATASET_SCHEMAS = {"sklearn": DatasetConfig, "synthetic": SyntheticDatasetConfig
 
 
 _GROUP_SCHEMAS: dict[str, type] = {"model": ModelConfig, "reg": RegConfig,
-                                   "backend": BackendConfig, "tracking": TrackingConfig}
+                                   "backend": BackendConfig, "tracking": TrackingConfig,
+                                   "search": SearchConfig}
 
 
 def _schema_for(cfg: DictConfig) -> DictConfig:
@@ -458,7 +479,7 @@ def _schema_for(cfg: DictConfig) -> DictConfig:
     backend = OmegaConf.select(cfg, "backend.name", default=None)
     schema.backend = OmegaConf.structured(BACKEND_SCHEMAS.get(backend, BackendConfig))
     for group, node in [("model", ModelConfig), ("reg", RegConfig),
-                        ("tracking", TrackingConfig)]:
+                        ("tracking", TrackingConfig), ("search", SearchConfig)]:
         schema[group] = OmegaConf.structured(node)
     return schema
 

@@ -145,6 +145,12 @@ def fit(config: cfgmod.Config, data: datamod.Dataset, callback: Any) -> Any:
 
         most = int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))
         numba.set_num_threads(min(config.backend.threads, most))
+    if config.search.name != "none":  # lambda chosen by pipeline.path / pipeline.cv
+        from pipeline import search
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", IgnoredParameterWarning)
+            return search.run(config, data)
     clock = CompileClock()
 
     class Listener(event.Listener):  # numba's base class, imported with numba, not before
@@ -215,16 +221,19 @@ def check_store(config: cfgmod.Config) -> str:
 def run_name(config: cfgmod.Config) -> str:
     """The user's ``run_name``, else a default that tells runs of one sweep apart.
 
-    ``<model>-<reg>[-lam<lam>][-r<l1_ratio>]-<dataset>``, e.g.
-    ``softmax-elasticnet-lam0.001-r0.3-digits``; a user file is named by its stem
-    (``dataset.path=data/houses.csv`` -> ``houses``), since every file dataset is called
-    ``file``. Why: the UI's runs table shows names first, and a lambda sweep whose children all
-    read ``logistic-l2-breast_cancer`` cannot be read without opening each run.
+    ``<model>-<reg>[-lam<lam> | -<search>][-r<l1_ratio>]-<dataset>``, e.g.
+    ``softmax-elasticnet-lam0.001-r0.3-digits`` or ``logistic-l1-cv-breast_cancer``; a user
+    file is named by its stem (``dataset.path=data/houses.csv`` -> ``houses``), since every
+    file dataset is called ``file``. Why: the UI's runs table shows names first, and a lambda
+    sweep whose children all read ``logistic-l2-breast_cancer`` cannot be read without opening
+    each run.
     """
     if config.run_name:
         return config.run_name
     parts = [config.model.name, config.reg.name]
-    if config.reg.name != "none":
+    if config.search.name != "none":  # lambda is what the search chooses
+        parts.append(config.search.name)
+    elif config.reg.name != "none":
         parts.append(f"lam{config.reg.lam:g}")
     if config.reg.name == "elasticnet":
         parts.append(f"r{config.reg.l1_ratio:g}")
@@ -313,6 +322,13 @@ def log_fit(tr: Any, config: cfgmod.Config, data: datamod.Dataset, show: bool,
         for i, f in enumerate(result.history or [result.objective]):
             tr.add_step(i, metrics.grouped(metrics.STEP, {"objective": f}))
     tr.log_metrics(solver_facts(result, config.reg.name))
+    if getattr(result, "search", None) is not None:  # the per-lambda curves, lambda's index
+        from pipeline import search  # as the step, and the chosen lambda
+
+        for i, row in enumerate(search.curves(result.search)):
+            tr.add_step(i, row)
+        tr.log_metrics(search.summary(result.search))
+        tr.log_params({"search.chosen_lam": result.search.lam})
     tr.log_params(getattr(result, "backend_facts", {}))  # dask: cluster address, workers, chunks
     tr.set_tags({"solver.actual": str(result.solver), "criterion": str(result.criterion),
                  "converged": str(bool(result.converged)).lower(),
@@ -333,6 +349,11 @@ def log_evaluation(tr: Any, config: cfgmod.Config, data: datamod.Dataset, result
                               y_t, p_t, test.get("proba"), data.class_names, folder / "plots",
                               data.target_names if data.task in ("multilabel", "regression")
                               else None)
+        if getattr(result, "search", None) is not None:
+            from pipeline import search
+
+            figs = [*figs, *search.plot(result.search, [data.feature_names[j] for j in
+                                                        data.scaler.keep], folder / "plots")]
         tr.log_artifacts(figs, "plots")
     if test:  # what the pipeline predicted on the test split, for checks of the served model
         pred = folder / "test_predictions.npz"

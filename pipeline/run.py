@@ -80,7 +80,9 @@ def summary(res: RunResult, config: cfgmod.Config) -> str:
     f = res.fit
     conv = f"converged ({f.criterion})" if f.converged else f"NOT converged ({f.criterion})"
     keys = [k for k in res.metrics if k.startswith("test/")]
-    lines = [f"{config.model.name} + {config.reg.name} (lam={config.reg.lam:g}) on "
+    lam = (f"lam={f.lam:g}, chosen by search={config.search.name}"
+           if config.search.name != "none" else f"lam={config.reg.lam:g}")
+    lines = [f"{config.model.name} + {config.reg.name} ({lam}) on "
              f"{res.data.name}, solver {f.solver}: {f.n_iter} steps, {f.n_passes} passes, "
              f"{f.time_s:.3g} s, {conv}, F={f.objective:.6g}",
              "  test: " + ", ".join(f"{k[5:]}={res.metrics[k]:.4g}" for k in keys)]

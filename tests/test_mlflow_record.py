@@ -193,7 +193,7 @@ def test_the_dvc_train_stage_logs_the_dataset_input_and_the_default_name(store, 
     assert ds.name == params["dataset"]["name"] and len(ds.digest) == 16
 
 
-GROUPS = ("dataset", "model", "reg", "solver", "backend", "tracking")
+GROUPS = ("dataset", "model", "reg", "solver", "backend", "search", "tracking")
 
 
 def _expand(word: str) -> list[str]:

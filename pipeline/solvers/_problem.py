@@ -11,6 +11,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +66,7 @@ class FitResult:
     dtype: str = "float64"
     residual: float = float("nan")  # max-norm of the minimal subgradient of F at (W, b)
     gradient: np.ndarray | None = None  # dL/dW (k, m) at (W, b), from the final evaluation
+    search: Any = None  # how the app chose lambda (pipeline.search.SearchRecord), if it did
 
     @property
     def n_nonzero(self) -> int:
