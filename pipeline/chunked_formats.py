@@ -163,25 +163,37 @@ def _column_numpy(table, name: str) -> np.ndarray:
 
 def _read_parquet(pieces: tuple, features: tuple[str, ...], targets: tuple[str, ...],
                   dtype: str, out: np.ndarray | None = None):
-    """X (into ``out`` when it fits) and the list of y parts of the rows ``pieces`` names."""
+    """X (into ``out`` when it fits) and the list of y parts of the rows ``pieces`` names.
+
+    One column at a time into a (k, rows) block, then one transposing copy into X: writing
+    columns into a row-major X directly (strided) ran 6x slower, and reading all columns at
+    once held twice the memory (21 MB against 12 MB for 8 MB chunks) at the same speed.
+    """
     import pyarrow.parquet as pq
 
     rows = sum(hi - lo for *_, lo, hi in pieces)
     X = _out_rows(out, rows, (len(features),), np.dtype(dtype))
     y_parts, at = [], 0
     for file, groups, lo, hi in pieces:
-        table = pq.ParquetFile(file).read_row_groups(list(groups), columns=[*features, *targets],
-                                                     use_threads=False).slice(lo, hi - lo)
+        pf = pq.ParquetFile(file, pre_buffer=False)
+
+        def read(columns, pf=pf, groups=groups, lo=lo, hi=hi):
+            return pf.read_row_groups(list(groups), columns=columns,
+                                      use_threads=False).slice(lo, hi - lo)
+
         if features:
-            # Columns into the rows of a (k, rows) block, then one transposing copy: writing
-            # each column into a row-major X directly (strided) ran 6x slower.
-            block = np.vstack([_column_numpy(table, name) for name in features])
-            X[at:at + table.num_rows] = block.T
+            block = np.empty((len(features), hi - lo), dtype=X.dtype)
+            for j, name in enumerate(features):
+                block[j] = _column_numpy(read([name]), name)
+            X[at:at + hi - lo] = block.T
+            del block
+        table = read(list(targets))
         ys = [_column_numpy(table, t) for t in targets]
         y_parts.append(ys[0] if len(ys) == 1 else np.column_stack(ys))
-        at += table.num_rows
-        del table
+        at += hi - lo
     return X, y_parts
+
+
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
@@ -191,7 +203,8 @@ def read_parquet_rows(pieces: tuple, features: tuple[str, ...], targets: tuple[s
     """Rows of a Parquet file or dataset as ``(X, y)``: ``pieces`` holds
     ``(file, row_groups, lo, hi)`` per file (the rows [lo, hi) of those row groups, read
     together). Arrow's memory pool keeps its pages for the next chunk (releasing them after
-    each chunk halved the read speed); it holds about one chunk's worth."""
+    each chunk halved the read speed); without ``pre_buffer`` (each row group's bytes read
+    at once and kept) it held 24 MB for 8 MB chunks instead of 53 MB, as fast."""
     X, y_parts = _read_parquet(pieces, features, targets, dtype, out)
     return X, _joined(y_parts)
 
