@@ -284,3 +284,23 @@ def test_cli_with_a_dead_address_is_a_config_error_and_no_run(cli, store):
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert "backend.address" in res.stderr and "LocalCluster" in res.stderr
     assert runs_of(store) == []
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["backend.n_workers=0"], ["backend.n_workers=0", ">= 1"]),
+    (["backend.timeout=0"], ["backend.timeout=0", "> 0"]),
+    (["+backend.bogus=1"], ["backend.bogus", "backend=dask", "n_workers"]),
+    (["backend.address=localhost"], ["tcp://host:port"]),
+])
+def test_backend_dask_config_is_checked_like_the_api(overrides, words):
+    from pipeline.config import ConfigError
+
+    from .conftest import compose
+
+    config = compose(["backend=dask"])
+    assert dask_backend.check_options(
+        {k: getattr(config.backend, k) for k in ("n_workers", "chunk_rows", "timeout")})
+    with pytest.raises(ConfigError) as err:
+        compose(["backend=dask", *overrides])
+    for w in words:
+        assert w in str(err.value)
