@@ -27,8 +27,8 @@ class SparseObjective(Objective):
     Parameters
     ----------
     model : str
-    X : scipy.sparse.csr_matrix or csr_array (n, k): used as it is (never copied), except for
-        one CSC copy of it made at the first gradient (the column pass of ``kernels.sparse``).
+    X : scipy.sparse.csr_matrix or csr_array (n, k): used as it is (never copied); a CSC copy
+        is made once only when needed (the Gram, or k m too large for per-block partials).
     T : ndarray (n, m) float64, targets as ``check_targets`` returns them (or already encoded,
         with ``encoded=True`` and ``n_outputs`` given).
     n_classes : int
@@ -44,6 +44,8 @@ class SparseObjective(Objective):
         self.T = T if encoded else encode_targets(model, T, n_classes)
         self._csc: tuple | None = None
         self._scratch: np.ndarray | None = None
+        # X^T D by per-block partials while they fit, else by the column pass over a CSC copy
+        self.partials = ks.use_partials(self.n_samples, self.n_features, m)
 
     # ------------------------------------------------------------------ what a source provides
     def map_chunks(self, op, *args) -> list:
@@ -70,11 +72,16 @@ class SparseObjective(Objective):
 
     def loss_grad(self, W, b, G_out, gb_out) -> float:
         self.counter.rows += self.n_samples
+        if self.partials:
+            return ks.loss_grad(self.kind, self.csr, None, self.T, W, b, G_out, gb_out)
         return ks.loss_grad(self.kind, self.csr, self.csc, self.T, W, b, G_out, gb_out,
                             D_out=self._buffer())
 
     def hessp(self, W, b, V, vb, H_out, hb_out) -> None:
         self.counter.rows += self.n_samples
+        if self.partials:
+            ks.hessp(self.kind, self.csr, None, W, b, V, vb, H_out, hb_out)
+            return
         ks.hessp(self.kind, self.csr, self.csc, W, b, V, vb, H_out, hb_out,
                  U_out=self._buffer())
 

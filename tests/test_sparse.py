@@ -51,8 +51,9 @@ def _close(a, b, tol=1e-12):
     assert np.max(np.abs(a - b)) <= tol * max(1.0, np.max(np.abs(b)))
 
 
-def _run_all(X, kind, m, seed=0, block=ks.BLOCK_ROWS):
-    """Every kernel's output on the CSR X at a seeded point, as a list of arrays."""
+def _run_all(X, kind, m, seed=0, block=ks.BLOCK_ROWS, columns=True):
+    """Every kernel's output on the CSR X at a seeded point, as a list of arrays (the gradient
+    and Hessian products by the column pass, or by per-block partials)."""
     rng = np.random.default_rng(seed)
     k = X.shape[1]
     T = _targets(kind, m, rng)
@@ -61,8 +62,9 @@ def _run_all(X, kind, m, seed=0, block=ks.BLOCK_ROWS):
     csr = (X.data, X.indices, X.indptr)
     csc = ks.csc_of(*csr, k)
     G, gb, H, hb = np.empty((k, m)), np.empty(m), np.empty((k, m)), np.empty(m)
-    loss = ks.loss_grad(kind, csr, csc, T, W, b, G, gb, block=block)
-    ks.hessp(kind, csr, csc, W, b, V, vb, H, hb, block=block)
+    via = csc if columns else None
+    loss = ks.loss_grad(kind, csr, via, T, W, b, G, gb, block=block)
+    ks.hessp(kind, csr, via, W, b, V, vb, H, hb, block=block)
     Z = ks.decision_function(csr, W, b, k)
     A, C = ks.gram(csr, csc, T)
     s = rng.random(X.shape[0])
@@ -70,10 +72,12 @@ def _run_all(X, kind, m, seed=0, block=ks.BLOCK_ROWS):
     return [np.array(loss), G, gb, H, hb, Z, A, C, Aw, Cw], (T, W, b, V, vb, s)
 
 
+@pytest.mark.parametrize("columns", [True, False], ids=["csc", "partials"])
 @pytest.mark.parametrize("kind,m", KIND_CASES)
-def test_every_sparse_kernel_equals_the_dense_kernel(data, kind, m):
+def test_every_sparse_kernel_equals_the_dense_kernel(data, kind, m, columns):
     X, Xd = data
-    (loss, G, gb, H, hb, Z, A, C, Aw, Cw), (T, W, b, V, vb, s) = _run_all(X, kind, m)
+    (loss, G, gb, H, hb, Z, A, C, Aw, Cw), (T, W, b, V, vb, s) = _run_all(X, kind, m,
+                                                                          columns=columns)
     k = Xd.shape[1]
     Gd, gbd, Hd, hbd = np.empty((k, m)), np.empty(m), np.empty((k, m)), np.empty(m)
     _close(loss, kernels.loss_grad(kind, Xd, T, W, b, Gd, gbd))
@@ -99,19 +103,30 @@ def test_logistic_hessian_equals_the_dense_one(data):
     _close(obj.logistic_hessian(w, 0.3), logistic_hessian(Xd, w, 0.3))
 
 
+@pytest.mark.parametrize("columns", [True, False], ids=["csc", "partials"])
 @pytest.mark.parametrize("kind,m", KIND_CASES)
-def test_kernels_bit_identical_for_one_and_two_threads(kind, m):
+def test_kernels_bit_identical_for_one_and_two_threads(kind, m, columns):
     X = _csr(N, K, 0.25, 2)
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        one, _ = _run_all(X, kind, m, block=16)  # 15 row blocks
+        one, _ = _run_all(X, kind, m, block=16, columns=columns)  # 15 row blocks
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        two, _ = _run_all(X, kind, m, block=16)
+        two, _ = _run_all(X, kind, m, block=16, columns=columns)
     finally:
         numba.set_num_threads(before)
     for a, b in zip(one, two, strict=True):
         assert a.tobytes() == b.tobytes()
+
+
+def test_wide_outputs_take_the_column_pass_with_the_same_optimum(problem, monkeypatch):
+    X, Xd, ys = problem
+    kw = {"model": "softmax", "reg": "l2", "lam": 0.05, "solver": "lbfgs"}
+    ref = _fit(X, ys["softmax"], **kw)
+    monkeypatch.setattr(ks, "PARTIAL_BYTES", 0)  # k m "too large": the CSC column pass
+    assert not SparseObjective("softmax", X, np.zeros((300, 1)), 4).partials
+    res = _fit(X, ys["softmax"], **kw)
+    assert abs(res.objective - ref.objective) <= 1e-12 * abs(ref.objective)
 
 
 def test_column_tasks_split_nonzeros_and_cover_every_column():
