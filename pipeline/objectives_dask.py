@@ -30,6 +30,10 @@ from .dask_backend import ClusterError
 from .objectives import Objective, encode_targets
 
 PLUGIN_NAME = "pipeline-kernels"
+# Arguments up to this many bytes travel inside the tasks; larger ones are scattered to every
+# worker once per evaluation. Measured on a 2-worker LocalCluster (2 tasks): 0.8 MB of W took
+# 25.6 ms in the tasks against 31.9 ms scattered, 8 MB 74.6 ms against 66.6 ms.
+SCATTER_BYTES = 4 * 2**20
 
 
 # ----------------------------------------------------------------------------- on the workers
@@ -244,6 +248,7 @@ class DaskObjective(Objective):
         """
         self.evaluations += 1
         groups = self._groups
+        args = self._ship(args)
         futures = [self.client.submit(run_chunks, [self.chunks[i] for i in g], op, args,
                                       pure=False) for g in groups]
         try:
@@ -255,6 +260,15 @@ class DaskObjective(Objective):
             for i, part in zip(g, res, strict=True):
                 parts[i] = part
         return parts
+
+    def _ship(self, args: tuple) -> tuple:
+        """``args`` as the tasks take them: as they are while small, else their arrays
+        scattered to every worker (futures the tasks resolve)."""
+        arrays = [a for a in args if isinstance(a, np.ndarray)]
+        if sum(a.nbytes for a in arrays) <= SCATTER_BYTES:
+            return args
+        return tuple(self.client.scatter(a, broadcast=True, hash=False)
+                     if isinstance(a, np.ndarray) else a for a in args)
 
     def take(self, rows) -> tuple[np.ndarray, np.ndarray]:
         rows = np.asarray(rows, dtype=np.intp)

@@ -134,6 +134,16 @@ def test_a_chunked_source_is_read_by_the_workers_with_the_streamed_fits_bits(clu
     assert got.backend_facts["backend.n_chunks"] == len(source.bounds) == 6
 
 
+def test_large_arguments_scattered_to_the_workers_give_the_same_bits(cluster, monkeypatch):
+    from pipeline import objectives_dask
+
+    want = _dask_fit(cluster, "softmax", "l2", "newton", {}, max_iter=FEW)
+    monkeypatch.setattr(objectives_dask, "SCATTER_BYTES", 0)  # every W, b, V, vb scattered
+    got = _dask_fit(cluster, "softmax", "l2", "newton", {}, max_iter=FEW)
+    np.testing.assert_array_equal(got.W, want.W)
+    np.testing.assert_array_equal(got.b, want.b)
+
+
 @pytest.mark.parametrize("model, reg", [("logistic", "l2"), ("softmax", "l2")])
 def test_cluster_fit_reaches_the_in_memory_optimum(cluster, model, reg):
     got = _dask_fit(cluster, model, reg, "auto", {})
