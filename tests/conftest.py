@@ -15,6 +15,12 @@ from pathlib import Path
 
 import pytest
 
+# Before anything loads numpy: the CPU-dispatch pins of ``pipeline._portable``, so the
+# test process computes what ``python -m pipeline``, its worker processes (dask, loky) and
+# other machines compute. Imported after numpy, the pins would reach only the child
+# processes, and a parent/child comparison would fail on BLAS rounding.
+import pipeline._portable  # noqa: F401, I001
+
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 

@@ -52,7 +52,8 @@ def test_cuda_backend_without_a_gpu_names_the_fix():
 
 
 def test_gram_solvers_are_cpu_only():
-    with pytest.raises(ValueError, match="runs on backend=cpu only.*use one of: auto, gd"):
+    with pytest.raises(ValueError,
+                       match="runs on backend=cpu (or dask )?only.*use one of: auto, gd"):
         pipeline.fit(np.ones((3, 2)), [0.0, 1.0, 2.0], model="linear", solver="cd",
                      backend="cuda")
 
