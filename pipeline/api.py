@@ -95,7 +95,7 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
             result = _solve(on_dask, None, None, 0, reg, lam, l1_ratio_, solver, tol,
                             max_iter, seed, backend, callback, checked)
         result.classes, result.dtype = classes, dtype
-        result.backend_facts = on_dask.backend_facts  # type: ignore[attr-defined]
+        result.backend_facts = on_dask.backend_facts
         return result
     if isinstance(X, ChunkedSource):  # streamed from disk chunk by chunk (pipeline.streamed)
         source, classes = streamed_problem(X, y, model, solver, dtype, backend)

@@ -67,6 +67,7 @@ class FitResult:
     residual: float = float("nan")  # max-norm of the minimal subgradient of F at (W, b)
     gradient: np.ndarray | None = None  # dL/dW (k, m) at (W, b), from the final evaluation
     search: Any = None  # how the app chose lambda (pipeline.search.SearchRecord), if it did
+    backend_facts: dict[str, Any] = field(default_factory=dict)  # dask: cluster, workers, chunks
 
     @property
     def n_nonzero(self) -> int:
