@@ -106,17 +106,17 @@ def _exp_neg(a):
     k = math.floor(fma(x, _LOG2E, 0.5))
     r = fma(k, _LN2_LO, k * _LN2_HI - x)  # k * _LN2_HI is exact
     p = 1.0 / 87178291200.0
-    p = p * r + 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
+    p = fma(p, r, 1.0 / 6227020800.0)
+    p = fma(p, r, 1.0 / 479001600.0)
+    p = fma(p, r, 1.0 / 39916800.0)
+    p = fma(p, r, 1.0 / 3628800.0)
+    p = fma(p, r, 1.0 / 362880.0)
+    p = fma(p, r, 1.0 / 40320.0)
+    p = fma(p, r, 1.0 / 5040.0)
+    p = fma(p, r, 1.0 / 720.0)
+    p = fma(p, r, 1.0 / 120.0)
+    p = fma(p, r, 1.0 / 24.0)
+    p = fma(p, r, 1.0 / 6.0)
     p = fma(p, r, 0.5)
     p = fma(p, r, 1.0)
     return fma(p, r, 1.0) * int64_as_float64((1023 - np.int64(k)) << 52)
@@ -128,23 +128,23 @@ def _log1p_unit(e):
     s = e / (2.0 + e)
     u = s * s
     p = 1.0 / 37.0
-    p = p * u + 1.0 / 35.0
-    p = p * u + 1.0 / 33.0
-    p = p * u + 1.0 / 31.0
-    p = p * u + 1.0 / 29.0
-    p = p * u + 1.0 / 27.0
-    p = p * u + 1.0 / 25.0
-    p = p * u + 1.0 / 23.0
-    p = p * u + 1.0 / 21.0
-    p = p * u + 1.0 / 19.0
-    p = p * u + 1.0 / 17.0
-    p = p * u + 1.0 / 15.0
-    p = p * u + 1.0 / 13.0
-    p = p * u + 1.0 / 11.0
-    p = p * u + 1.0 / 9.0
-    p = p * u + 1.0 / 7.0
-    p = p * u + 1.0 / 5.0
-    p = p * u + 1.0 / 3.0
+    p = fma(p, u, 1.0 / 35.0)
+    p = fma(p, u, 1.0 / 33.0)
+    p = fma(p, u, 1.0 / 31.0)
+    p = fma(p, u, 1.0 / 29.0)
+    p = fma(p, u, 1.0 / 27.0)
+    p = fma(p, u, 1.0 / 25.0)
+    p = fma(p, u, 1.0 / 23.0)
+    p = fma(p, u, 1.0 / 21.0)
+    p = fma(p, u, 1.0 / 19.0)
+    p = fma(p, u, 1.0 / 17.0)
+    p = fma(p, u, 1.0 / 15.0)
+    p = fma(p, u, 1.0 / 13.0)
+    p = fma(p, u, 1.0 / 11.0)
+    p = fma(p, u, 1.0 / 9.0)
+    p = fma(p, u, 1.0 / 7.0)
+    p = fma(p, u, 1.0 / 5.0)
+    p = fma(p, u, 1.0 / 3.0)
     p = fma(p, u, 1.0)
     return 2.0 * s * p
 
@@ -297,6 +297,24 @@ def _sub_grad(X, lo, hi, D, Gt_out, gb_out):
             _axpy(D[r + c], X[i2], Gt_out[c])
 
 
+@njit(cache=CACHE)
+def _sum4(A, cnt):
+    """A[0] + ... + A[cnt - 1] in four interleaved partial sums (entry q in sum q mod 4, the
+    last cnt mod 4 entries in the first), added as (s0 + s1) + (s2 + s3): four dependency
+    chains instead of one, in an order fixed by cnt alone."""
+    s0 = s1 = s2 = s3 = 0.0
+    q = 0
+    while q + 4 <= cnt:
+        s0 += A[q]
+        s1 += A[q + 1]
+        s2 += A[q + 2]
+        s3 += A[q + 3]
+        q += 4
+    for q2 in range(q, cnt):
+        s0 += A[q2]
+    return (s0 + s1) + (s2 + s3)
+
+
 @njit(cache=CACHE, error_model="numpy")
 def _sub_loss_dz(kind, T, lo, hi, m, Z, Y, A):
     """Loss of the rows lo..hi; overwrites the flat logits ``Z`` with dloss/dz.
@@ -327,9 +345,7 @@ def _sub_loss_dz(kind, T, lo, hi, m, Z, Y, A):
             pos = t >= 0.0
             A[q] = ((t if pos else 0.0) + _log1p_unit(e)) - Y[q] * t
             Z[q] = (inv if pos else e * inv) - Y[q]
-        for q in range(cnt):
-            loss += A[q]
-        return loss
+        return _sum4(A, cnt)
     for r in range(hi - lo):
         zmax = Z[r * m]
         for c in range(1, m):
