@@ -226,7 +226,7 @@ def test_csc_coo_and_float32_input(problem):
 
 def test_auto_avoids_the_dense_hessian_for_wide_sparse_data():
     assert choose_auto("logistic", "l1", 10**6, 10**5, sparse=True) == "split_lbfgs"
-    assert choose_auto("logistic", "l2", 10**6, 10**5, sparse=True) == "newton"
+    assert choose_auto("logistic", "l2", 10**6, 10**5, sparse=True) == "lbfgs"
     assert choose_auto("softmax", "l1", 10**6, 10**5, sparse=True) == "prox_newton"
     assert choose_auto("linear", "l2", 10**3, 10**5, sparse=True) == "newton"
     assert choose_auto("linear", "l1", 10**3, 100, sparse=True) == "cd"

@@ -126,7 +126,10 @@ def choose_auto(model: str, reg: str, n_samples: int, n_features: int,
     proximal Newton's Hessian dominates (at 2e4 x 2e3, 33 non-zeros a row, logistic L2:
     proximal Newton 259 s, 14 of every 19 in coordinate descent on its Hessian, against 0.45 s
     for Newton-CG): Gram solvers only for linear up to SPARSE_GRAM_FEATURES, else Newton-CG
-    (smooth) or split L-BFGS-B / proximal Newton on Hessian products (with an L1 part).
+    below SAMPLE_FROM rows (full Hessian) and L-BFGS from there (smooth; at 2e5 x 2e4 logistic
+    L2 Newton-CG's default n/20-row Hessian sample took 74 passes to 1e-6 where L-BFGS took 29
+    and Newton on all rows 25: a sample misses the curvature of rare columns), or split
+    L-BFGS-B / proximal Newton on Hessian products (with an L1 part).
     """
     if sparse and backend == "cpu":
         return _choose_sparse(model, reg, n_samples, n_features)
@@ -153,8 +156,8 @@ def _choose_sparse(model: str, reg: str, n_samples: int, n_features: int) -> str
     smooth = reg in SMOOTH_REGS
     if model == "linear" and n_features <= SPARSE_GRAM_FEATURES:
         return "closed_form" if smooth else "cd"
-    if smooth:
-        return "newton"
+    if smooth:  # Newton's n/20-row Hessian sample misses rare columns: L-BFGS from there
+        return "newton" if n_samples < SAMPLE_FROM else "lbfgs"
     # binary prox_newton forms the (k+1)^2 Hessian; with several outputs it uses products
     many = n_samples >= SAMPLE_FROM and model != "logistic"
     return "prox_newton" if many else "split_lbfgs"
