@@ -183,7 +183,7 @@ class Objective:
         rng = np.random.default_rng(seed)
         n = self.n_samples
         rows = np.arange(n) if n <= max_rows else np.sort(rng.choice(n, max_rows, replace=False))
-        Xs = np.asarray(self.take(rows)[0], dtype=np.float64)
+        Xs = self._power_rows(rows)
         v = rng.standard_normal(self.n_features + 1)
         lam = 1.0
         for _ in range(n_iter):
@@ -194,6 +194,12 @@ class Objective:
                 return 1.0
             v = w / lam
         return 1.1 * _CURVATURE[self.model] * lam
+
+
+    def _power_rows(self, rows: np.ndarray):
+        """The sampled rows the power iteration multiplies by, float64 (a source whose rows
+        are better kept in their own form, e.g. sparse, overrides this alone)."""
+        return np.asarray(self.take(rows)[0], dtype=np.float64)
 
 
 class ArrayObjective(Objective):

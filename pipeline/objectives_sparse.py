@@ -145,23 +145,10 @@ class SparseObjective(Objective):
         mean = s1 / n
         return mean, np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
 
-    def lipschitz(self, max_rows: int = 50_000, n_iter: int = 30, seed: int = 0) -> float:
-        """As :meth:`Objective.lipschitz`, the power iteration by sparse products on at most
-        ``max_rows`` sampled rows."""
-        rng = np.random.default_rng(seed)
-        n = self.n_samples
-        rows = np.arange(n) if n <= max_rows else np.sort(rng.choice(n, max_rows, replace=False))
-        Xs = self.X[rows].astype(np.float64)
-        v = rng.standard_normal(self.n_features + 1)
-        lam = 1.0
-        for _ in range(n_iter):
-            u = Xs @ v[:-1] + v[-1]
-            w = np.append(Xs.T @ u, u.sum()) / Xs.shape[0]
-            lam = float(np.linalg.norm(w))
-            if lam == 0.0:
-                return 1.0
-            v = w / lam
-        return 1.1 * self.curvature() * lam
+    def _power_rows(self, rows: np.ndarray):
+        """:meth:`Objective.lipschitz`'s sampled rows as a sparse float64 matrix (its power
+        iteration then runs on sparse products)."""
+        return self.X[rows].astype(np.float64)
 
 
 _n_outputs = n_outputs  # the module function, under a name the constructor's argument leaves free
