@@ -22,6 +22,14 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .choices import DTYPES, MODELS, REGS
+from .config_dataset import MODELS_FOR_TASK as MODELS_FOR_TASK
+from .config_dataset import SKLEARN_SETS as SKLEARN_SETS
+from .config_dataset import SOURCES as SOURCES
+from .config_dataset import TASKS as TASKS
+from .config_dataset import DatasetConfig as DatasetConfig
+from .config_dataset import FileDatasetConfig as FileDatasetConfig
+from .config_dataset import SyntheticDatasetConfig as SyntheticDatasetConfig
+from .config_dataset import check_file
 from .solvers import options as solver_opts
 from .solvers.options import AGDConfig as AGDConfig
 from .solvers.options import GDConfig as GDConfig
@@ -33,18 +41,6 @@ from .solvers.options import SolverConfig
 from .solvers.options import SplitLBFGSConfig as SplitLBFGSConfig
 from .solvers.registry import SOLVER_NAMES as SOLVERS
 from .solvers.registry import SOLVERS as SOLVER_REGISTRY
-
-TASKS = ("regression", "binary", "multiclass", "multilabel")
-SOURCES = ("sklearn", "synthetic", "file")
-SKLEARN_SETS = {"breast_cancer": "binary", "iris": "multiclass", "wine": "multiclass",
-                "digits": "multiclass", "diabetes": "regression", "multilabel": "multilabel"}
-# Which model can learn which task: the one table both config.load and data.load consult.
-MODELS_FOR_TASK = {
-    "regression": ("linear",),
-    "binary": ("logistic", "softmax", "ovr"),
-    "multiclass": ("softmax", "ovr"),
-    "multilabel": ("multilabel",),
-}
 
 
 class ConfigError(ValueError):
@@ -62,39 +58,6 @@ SOLVER_SCHEMAS: dict[str, type] = {name: spec.options for name, spec in SOLVER_R
 
 
 # ----------------------------------------------------------------------------- schemas
-@dataclass
-class DatasetConfig:
-    """Common dataset fields. ``task`` is fixed for bundled and synthetic sets."""
-
-    name: str = MISSING
-    source: str = "sklearn"
-    task: str = "auto"
-    val_size: float = 0.2
-    test_size: float = 0.2
-
-
-@dataclass
-class SyntheticDatasetConfig(DatasetConfig):
-    """Generated data: ``n`` rows, ``k`` features, ``n_outputs`` targets/classes/labels."""
-
-    source: str = "synthetic"
-    n: int = 1000
-    k: int = 20
-    n_outputs: int = 1
-    noise: float = 0.1
-    seed: int = 0
-
-
-@dataclass
-class FileDatasetConfig(DatasetConfig):
-    """A user CSV or Parquet file; ``target`` names the target column(s)."""
-
-    source: str = "file"
-    path: str = MISSING
-    target: list[str] = field(default_factory=list)
-    features: list[str] | None = None
-
-
 @dataclass
 class ModelConfig:
     name: str = MISSING
@@ -298,9 +261,9 @@ def validate(config: Config) -> None:
         if d.task == "multiclass" and d.n_outputs < 2:
             raise ConfigError(f"dataset.n_outputs={d.n_outputs} for a multiclass task; "
                               "allowed: >= 2 classes")
-    if isinstance(d, FileDatasetConfig) and not d.target:
-        raise ConfigError("dataset.target=[] names no target column; allowed: one or more "
-                          "column names of the file (several for multilabel)")
+    problem = check_file(d) if isinstance(d, FileDatasetConfig) else None
+    if problem:
+        raise ConfigError(problem)
     _check_core_compatibility(m.name, r.name, s.name, config.backend.name)
     from .search import check_search
 

@@ -12,16 +12,18 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from pipeline import sources
+from pipeline import sources, tabular
 from pipeline.config import (
     MODELS_FOR_TASK,
     DatasetConfig,
     FileDatasetConfig,
     SyntheticDatasetConfig,
 )
+from pipeline.config_dataset import categorical_spec
 from pipeline.validation import check_targets
 
 MAX_CLASSES = 100
@@ -51,10 +53,16 @@ class Scaler:
 
 @dataclass
 class Dataset:
-    """A split, scaled dataset. ``X_*`` standardised; ``raw[split]`` the untouched features.
+    """A split, scaled dataset. ``X_*`` standardised; ``raw[split]`` the features before it.
 
     ``y_*``: linear (n,) or (n, m) standardised floats; logistic (n,) 0/1; softmax/ovr (n,)
     class indices into ``classes``; multilabel (n, m) 0/1.
+
+    A user file with categorical columns or ``dataset.missing`` set has ``prep`` (what was
+    learnt on its training split: ``pipeline.tabular``); then ``raw[split]`` is the encoded
+    matrix (filled, one-hot), ``tables[split]`` the untouched rows of the file (what the
+    logged model takes) and ``feature_names`` the encoded columns' names; ``facts`` are the
+    ``data/*`` metrics of the run (unseen categories, filled cells).
     """
 
     name: str
@@ -68,6 +76,21 @@ class Dataset:
     y: dict[str, np.ndarray]
     raw: dict[str, np.ndarray]
     digest: str
+    prep: tabular.Tabular | None = None
+    tables: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, float] = field(default_factory=dict)
+
+    def input_example(self, n: int = 5) -> Any:
+        """The first ``n`` test rows as the logged model takes them (a DataFrame)."""
+        import pandas as pd
+
+        if self.prep is None or "test" not in self.tables:
+            return pd.DataFrame(self.raw["test"][:n], columns=self.feature_names)
+        frame = self.tables["test"].head(n).copy()
+        for c in frame.columns:  # columns keep their types (MLflow's schema refuses int64 ->
+            if isinstance(frame[c].dtype, pd.CategoricalDtype):  # float64); categories: text
+                frame[c] = frame[c].astype(object)
+        return frame
 
     def y_original(self, split: str) -> np.ndarray:
         """Targets of ``split`` in the units/labels of the source data."""
@@ -76,10 +99,11 @@ class Dataset:
 
 # ----------------------------------------------------------------------------- checks
 def _check_finite(X: np.ndarray, y: np.ndarray, features: list[str],
-                  targets: list[str]) -> None:
-    """NaN or inf in a column: an error naming it (an inf column would otherwise have no
-    finite spread and be dropped as constant, silently)."""
-    for j in np.flatnonzero(~np.isfinite(X).all(axis=0)):
+                  targets: list[str], nan_ok: bool = False) -> None:
+    """NaN (unless ``nan_ok``: filled later) or inf in a column: an error naming it (an inf
+    column would otherwise have no finite spread and be dropped as constant, silently)."""
+    bad = np.isinf(X) if nan_ok else ~np.isfinite(X)
+    for j in np.flatnonzero(bad.any(axis=0)):
         raise DataError(f"column {features[j]!r} contains {_what_is_not_finite(X[:, j])}; "
                         "drop or impute them first")
     if y.dtype.kind in "fc":
@@ -164,13 +188,23 @@ def _split(n: int, y: np.ndarray, stratify: bool, val: float, test: float,
     return {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
 
 
-def fit_scaler(X: np.ndarray, y: np.ndarray | None) -> Scaler:
-    """Standardisation statistics of the training split; zero-variance columns dropped."""
+def fit_scaler(X: np.ndarray, y: np.ndarray | None,
+               unscaled: np.ndarray | None = None) -> Scaler:
+    """Standardisation statistics of the training split; zero-variance columns dropped.
+
+    Columns marked ``unscaled`` (one-hot 0/1) keep their values (mean 0, scale 1): a
+    coefficient reads as the category's effect, and a rare category is not blown up to large
+    values that the penalty would then barely shrink.
+    """
     std = X.std(axis=0)
     keep = np.flatnonzero(std > 1e-12 * np.maximum(1.0, np.abs(X).max(axis=0)))
     if keep.size == 0:
         raise DataError("every feature column is constant on the training split")
-    scaler = Scaler(keep=keep, mean=X[:, keep].mean(axis=0), scale=std[keep])
+    mean, scale = X[:, keep].mean(axis=0), std[keep]
+    if unscaled is not None:
+        hot = unscaled[keep]
+        mean, scale = np.where(hot, 0.0, mean), np.where(hot, 1.0, scale)
+    scaler = Scaler(keep=keep, mean=mean, scale=scale)
     if y is not None:
         Y = y.reshape(len(y), -1)
         sd = Y.std(axis=0)
@@ -195,20 +229,40 @@ def _digest(X: np.ndarray, y: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
+def _file(d: FileDatasetConfig):
+    """A user file: its feature table and whether it needs ``pipeline.tabular`` (categories,
+    or ``dataset.missing`` set); checks missing values and inf before any split."""
+    frame, y, inputs, targets, cats = sources.read_table(
+        d.path, list(d.target), d.features, DataError, categorical_spec(d.categorical))
+    counts = tabular.missing_counts(frame)
+    if counts and d.missing == "error":
+        raise DataError(tabular.missing_message(counts, len(frame)))
+    numeric = [c for c in inputs if c not in cats]
+    X_num = tabular.numeric_block(frame, numeric)
+    _check_finite(X_num, y, numeric, targets, nan_ok=True)
+    return frame, y, inputs, targets, cats, X_num
+
+
 def load(d: DatasetConfig, model: str, seed: int) -> Dataset:
     """Load, check, split and standardise ``d`` for ``model``; raise DataError when it can't fit.
 
     The targets pass the API's own check twice: whole (names what is wrong with the column)
     and as the training split ``pipeline.fit`` will get (a label that is constant there).
+    A file's categories and fill values are learnt on the training split (``_encode``).
     """
+    frame, cats = None, None  # cats: a file's categorical columns (None: no encoding)
     if isinstance(d, SyntheticDatasetConfig):
         source = sources.synthetic(d.task, d.n, d.k, d.n_outputs, d.noise, d.seed)
     elif isinstance(d, FileDatasetConfig):
-        source = sources.read_table(d.path, list(d.target), d.features, DataError)
+        frame, y, features, targets, cats, X = _file(d)
+        if not cats and d.missing == "error":  # numbers only: used as they are
+            cats = None
+        source = (X, y, features, targets, None)
     else:
         source = sources.bundled(d.name)
     X, y, features, targets, names = source
-    _check_finite(X, y, features, targets)
+    if cats is None:
+        _check_finite(X, y, features, targets)
     T, classes = check_target(model, y, d.name, targets)
     task = infer_task(model, classes, targets) if d.task == "auto" else d.task
     if model not in MODELS_FOR_TASK[task]:
@@ -223,15 +277,25 @@ def load(d: DatasetConfig, model: str, seed: int) -> Dataset:
     else:
         classes = None
         y_enc = y.astype(np.float64)
-    parts = _split(len(X), y_enc, classes is not None, d.val_size, d.test_size, seed)
+    parts = _split(len(y), y_enc, classes is not None, d.val_size, d.test_size, seed)
     _check_splits(parts, d)
     tr = parts["train"]
     check_target(model, y_enc[tr], d.name, targets, " (its training split)")
-    scaler = fit_scaler(X[tr], y_enc[tr] if task == "regression" else None)
-    Xs, ys, raw = {}, {}, {}
+    prep: tabular.Tabular | None = None
+    raw: dict[str, np.ndarray] = {}
+    facts: dict[str, float] = {}
+    if cats is not None:
+        assert isinstance(d, FileDatasetConfig) and frame is not None
+        prep, raw, facts = _encode(frame, parts, d, cats)
+        features, digest = prep.names, _frame_digest(frame, y)
+    else:
+        raw = {split: X[idx] for split, idx in parts.items()}
+        digest = _digest(X, y)
+    scaler = fit_scaler(raw["train"], y_enc[tr] if task == "regression" else None,
+                        prep.onehot if prep is not None else None)
+    Xs, ys = {}, {}
     for split, idx in parts.items():
-        raw[split] = X[idx]
-        Xs[split] = scaler.transform(X[idx])
+        Xs[split] = scaler.transform(raw[split])
         yy = y_enc[idx]
         if task == "regression":
             yy = (yy.reshape(len(idx), -1) - scaler.y_mean) / scaler.y_scale
@@ -239,6 +303,38 @@ def load(d: DatasetConfig, model: str, seed: int) -> Dataset:
         ys[split] = yy
     if classes is not None and (names is None or len(names) != len(classes)):
         names = [str(c) for c in classes]
+    tables = ({s: frame.iloc[idx].reset_index(drop=True) for s, idx in parts.items()}
+              if frame is not None and prep is not None else {})
     return Dataset(name=d.name, task=task, feature_names=features, target_names=targets,
                    classes=classes, class_names=names or [], scaler=scaler, X=Xs, y=ys,
-                   raw=raw, digest=_digest(X, y))
+                   raw=raw, digest=digest, prep=prep,
+                   tables=tables, facts=facts)
+
+
+def _encode(frame: Any, parts: dict[str, np.ndarray], d: FileDatasetConfig,
+            cats: list[str]) -> tuple[tabular.Tabular, dict[str, np.ndarray], dict[str, float]]:
+    """Fill values and categories learnt on the training rows, applied to every split; the
+    ``data/*`` facts: one-hot columns, unseen categories (val, test, total), filled cells."""
+    prep = tabular.fit(frame.iloc[parts["train"]], cats, d.missing, d.max_onehot, DataError)
+    raw: dict[str, np.ndarray] = {}
+    facts: dict[str, float] = {"data/onehot_columns": float(prep.onehot.sum())}
+    filled = 0
+    for split, idx in parts.items():
+        enc = prep.transform(frame.iloc[idx])
+        raw[split], filled = enc.X, filled + enc.filled
+        if split != "train":
+            facts[f"data/{split}_unseen_categories"] = float(sum(enc.unseen.values()))
+    facts["data/unseen_categories"] = facts["data/val_unseen_categories"] + facts[
+        "data/test_unseen_categories"]
+    facts["data/filled_values"] = float(filled)
+    return prep, raw, facts
+
+
+def _frame_digest(frame: Any, y: np.ndarray) -> str:
+    """sha256 of a table (its values and column names) and the targets."""
+    import pandas as pd
+
+    h = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    h.update("\0".join(map(str, frame.columns)).encode())
+    h.update(np.ascontiguousarray(y).astype(str if y.dtype.kind == "O" else y.dtype).tobytes())
+    return h.hexdigest()[:16]

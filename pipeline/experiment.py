@@ -313,6 +313,7 @@ def log_fit(tr: Any, config: cfgmod.Config, data: datamod.Dataset, show: bool,
     tr.log_params(cfgmod.flatten(config))
     tr.log_text(config_yaml or cfgmod.to_yaml(config), "config.yaml")
     tr.log_dataset(**training_input(config, data))
+    tr.log_metrics(data.facts)  # a file's data/* facts: one-hot columns, unseen categories
     progress = Progress(tr, data, show, config.solver.tol, config.solver.max_iter)
     try:
         result = fit(config, data, progress)
@@ -368,13 +369,15 @@ def log_model(tr: Any, config: cfgmod.Config, data: datamod.Dataset, result: Any
     npz = tracking.save_model_npz(folder / "model.npz", data.task, result.W, result.b,
                                   data.scaler, data.classes, data.feature_names,
                                   data.target_names, model=config.model.name)
+    if data.prep is not None:  # the raw table's encoding and fill values, for the pyfunc
+        data.prep.add_to_npz(npz)
     tr.log_artifacts([npz])
     if config.tracking.log_model:
         import pandas as pd
 
         from pipeline import predict
 
-        X_ex = pd.DataFrame(data.raw["test"][:5], columns=data.feature_names)
+        X_ex = data.input_example(5)  # the raw table when the model encodes one
         y_ex = None
         if len(data.y["test"]):
             y_ex = datamod.decode_targets(data, predict(result, data.X["test"][:5]))

@@ -6,7 +6,10 @@ self-contained: numpy, pandas and mlflow only, no numba, no ``pipeline`` import,
 The weights, the scaler and the class labels come from the ``model_npz`` artifact (written by
 ``tracking.save_model_npz``). Predict repeats the pipeline's own steps: select and standardise
 the raw feature columns, ``Z = X W + b``, then the task's decision rule, and returns targets in
-the source's units/labels.
+the source's units/labels. A user file with categorical columns or ``dataset.missing`` adds
+the ``prep_*`` arrays (``pipeline.tabular``): the model then takes the raw table (text,
+categories, missing values) and encodes it as the pipeline did; an unseen category is all
+zeros, and a ``UserWarning`` counts such rows per column.
 
 ``params={"predict_proba": true}`` (the signature's params schema, default false) returns the
 class probabilities instead: an (n, m) table with one column per class, named by the labels
@@ -95,15 +98,18 @@ class LinearModel(PythonModel):
 
 def _predict(p: dict[str, np.ndarray], model_input, proba: bool = False):
     """A DataFrame (columns by name) or an array (columns in order) -> predictions."""
-    names = [str(n) for n in p["feature_names"]]
-    if isinstance(model_input, pd.DataFrame):
-        missing = [n for n in names if n not in model_input.columns]
-        X = model_input.to_numpy() if missing else model_input[names].to_numpy()
+    if "prep_inputs" in p:  # a table with categories or fill values: encode it first
+        X = _encode(p, model_input)
     else:
-        X = np.asarray(model_input)
-    if X.ndim != 2 or X.shape[1] != len(names):
-        raise ValueError(f"expected {len(names)} feature columns {names[:5]}..., "
-                         f"got shape {X.shape}")
+        names = [str(n) for n in p["feature_names"]]
+        if isinstance(model_input, pd.DataFrame):
+            missing = [n for n in names if n not in model_input.columns]
+            X = model_input.to_numpy() if missing else model_input[names].to_numpy()
+        else:
+            X = np.asarray(model_input)
+        if X.ndim != 2 or X.shape[1] != len(names):
+            raise ValueError(f"expected {len(names)} feature columns {names[:5]}..., "
+                             f"got shape {X.shape}")
     if proba:
         P, columns = proba_arrays(p, X)
         return pd.DataFrame(P, columns=columns)
@@ -111,6 +117,65 @@ def _predict(p: dict[str, np.ndarray], model_input, proba: bool = False):
     if out.ndim == 2:
         return pd.DataFrame(out, columns=[str(n) for n in p["target_names"]])
     return out
+
+
+# ----------------------------------------------------------------------------- raw tables
+# The same steps as ``pipeline.tabular.Tabular.transform`` (scikit-learn's SimpleImputer and
+# OneHotEncoder there), from the ``prep_*`` arrays: numeric columns with their training fill
+# values, then one 0/1 column per category; an unseen category is a row of zeros, counted.
+def _as_text(col: pd.Series) -> np.ndarray:
+    miss = pd.isna(col).to_numpy()
+    out = np.array([str(v) for v in col.to_numpy(dtype=object)], dtype=object)
+    out[miss] = np.nan
+    return out
+
+
+def _names(p: dict[str, np.ndarray], key: str) -> list[str]:
+    return [str(v) for v in p["prep_" + key]]
+
+
+def _encode(p: dict[str, np.ndarray], model_input) -> np.ndarray:
+    """The raw table (categories, missing values) as the encoded matrix the weights expect."""
+    inputs = _names(p, "inputs")
+    if isinstance(model_input, pd.DataFrame):
+        frame = model_input
+    else:
+        values = np.asarray(model_input, dtype=object)
+        if values.ndim != 2 or values.shape[1] != len(inputs):
+            raise ValueError(f"expected {len(inputs)} feature columns {inputs[:5]}..., "
+                             f"got shape {values.shape}")
+        frame = pd.DataFrame(values, columns=inputs)
+    absent = [c for c in inputs if c not in frame.columns]
+    if absent:
+        raise ValueError(f"the table has no column {absent[0]!r}; expected the columns "
+                         f"{inputs[:10]}")
+    blocks = []
+    numeric = _names(p, "numeric")
+    if numeric:
+        Xn = frame[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+        fill = p["prep_num_fill"]
+        blocks.append(np.where(np.isnan(Xn) & ~np.isnan(fill), fill, Xn))
+    off, flat = p["prep_offsets"], np.asarray(p["prep_categories"], dtype=object)
+    unseen: dict[str, int] = {}
+    for j, col in enumerate(_names(p, "categorical")):
+        text = _as_text(frame[col])
+        miss = pd.isna(text)
+        if p["prep_cat_has_fill"][j]:
+            text[miss] = str(p["prep_cat_fill"][j])
+        codes = pd.Index(flat[off[j]:off[j + 1]]).get_indexer(text)
+        block = np.zeros((len(frame), off[j + 1] - off[j]))
+        seen = codes >= 0
+        block[np.flatnonzero(seen), codes[seen]] = 1.0
+        if not seen.all():
+            unseen[col] = int((~seen).sum())
+        blocks.append(block)
+    if unseen:
+        import warnings
+
+        shown = ", ".join(f"{c!r} ({n} rows)" for c, n in unseen.items())
+        warnings.warn(f"categories not seen in training, encoded as all zeros: {shown}",
+                      UserWarning, stacklevel=3)
+    return np.hstack(blocks) if blocks else np.zeros((len(frame), 0))
 
 
 set_model(LinearModel())

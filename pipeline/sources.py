@@ -1,15 +1,18 @@
 """Where the raw data come from: scikit-learn's bundled files, generators, user files.
 
 Each source returns ``(X, y, feature_names, target_names, class_names)`` with X float64 (n, k)
-and y as stored (class index, value, or an (n, m) 0/1 matrix). The bundled sets are read from
-the CSV files scikit-learn ships, without importing scikit-learn (its import costs more than a
-whole small run); tests check them against ``sklearn.datasets.load_*``.
+and y as stored (class index, value, or an (n, m) 0/1 matrix); a user file returns its feature
+columns as read (a DataFrame: ``read_table``), encoded later with the training split. The
+bundled sets are read from the CSV files scikit-learn ships, without importing scikit-learn
+(its import costs more than a whole small run); tests check them against
+``sklearn.datasets.load_*``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,12 +97,19 @@ def synthetic(task: str, n: int, k: int, n_outputs: int, noise: float, seed: int
     return X, (Z > 0).astype(np.float64), features, [f"label{c}" for c in range(m)], None
 
 
+Table = tuple[Any, np.ndarray, list[str], list[str], list[str]]
+
+
 def read_table(path_str: str, target: list[str], features: list[str] | None,
-               error: type[Exception]) -> Raw:
+               error: type[Exception], categorical: str | list[str] | None = None) -> Table:
     """Columns of a CSV or Parquet file; every non-target column is a feature by default.
 
-    Whatever is wrong with the file (missing, a folder, unreadable, empty, damaged, a column
-    that is not there or not numeric) raises ``error`` naming ``dataset.path`` and the fix.
+    Returns ``(frame, y, feature_names, target_names, categorical)``: the feature columns as a
+    DataFrame (as read: numbers, text, categories, missing values), the targets as stored and
+    the categorical feature columns (``categorical``: ``"auto"`` picks the object, string and
+    category columns; a list names them). Whatever is wrong with the file (missing, a folder,
+    unreadable, empty, damaged, a column that is not there, a text column not declared
+    categorical) raises ``error`` naming ``dataset.path`` or the column and the fix.
     """
     import pandas as pd
 
@@ -107,14 +117,17 @@ def read_table(path_str: str, target: list[str], features: list[str] | None,
     where = f"dataset.path={path_str!r}"
     if len(frame) == 0:
         raise error(f"{where} holds no data rows (a header only); add rows")
-    columns = [str(c) for c in frame.columns]
-    for col in list(target) + list(features or []):
+    frame.columns = [str(c) for c in frame.columns]
+    columns = list(frame.columns)
+    named = list(categorical) if isinstance(categorical, list | tuple) else []
+    for col, field in [*[(c, "dataset.target/features") for c in list(target)
+                         + list(features or [])], *[(c, "dataset.categorical") for c in named]]:
         if col not in frame.columns:
             shown = ", ".join(repr(c[:40]) for c in columns[:20])
             more = f" and {len(columns) - 20} more" if len(columns) > 20 else ""
-            raise error(f"column {col!r} (dataset.target/features) is not in "
+            raise error(f"column {col!r} ({field}) is not in "
                         f"{Path(path_str).name}; its columns: {shown}{more}")
-    names = list(features) if features else [c for c in frame.columns if c not in target]
+    names = list(features) if features else [c for c in columns if c not in target]
     both = [c for c in names if c in target]
     if both:
         raise error(f"column {both[0]!r} is both a target and a feature (dataset.features); "
@@ -122,14 +135,32 @@ def read_table(path_str: str, target: list[str], features: list[str] | None,
     if not names:
         raise error(f"{where} has no feature columns besides the target "
                     f"{', '.join(map(repr, target))}")
+    outside = [c for c in named if c not in names]
+    if outside:
+        raise error(f"column {outside[0]!r} (dataset.categorical) is not a feature column "
+                    f"({'a target' if outside[0] in target else 'not in dataset.features'})")
+    cats = ([c for c in names if _is_text(frame[c])] if categorical == "auto"
+            else [c for c in names if c in named])
     for c in names:
-        if not pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(
-                frame[c]):
+        if c not in cats and not (pd.api.types.is_numeric_dtype(frame[c])
+                                  or pd.api.types.is_bool_dtype(frame[c])):
+            hint = ("set dataset.categorical=auto (or list it: dataset.categorical=[...]) to "
+                    "one-hot encode it, or drop it (dataset.features)" if _is_text(frame[c])
+                    else "convert or drop it first (dataset.features)")
             raise error(f"feature column {c!r} is not numeric (dtype {frame[c].dtype}); "
-                        "allowed: numeric columns (encode or drop it first)")
-    X = frame[names].to_numpy(np.float64)
+                        f"allowed: numeric columns and categorical ones; {hint}")
     y = frame[target[0]].to_numpy() if len(target) == 1 else frame[target].to_numpy()
-    return X, y, [str(c) for c in names], [str(c) for c in target], None
+    return (frame[names], y, [str(c) for c in names], [str(c) for c in target],
+            [str(c) for c in cats])
+
+
+def _is_text(col: Any) -> bool:
+    """Object, string or category dtype: what ``dataset.categorical=auto`` encodes."""
+    import pandas as pd
+
+    dtype = col.dtype
+    return (pd.api.types.is_object_dtype(dtype)
+            or isinstance(dtype, pd.CategoricalDtype | pd.StringDtype))
 
 
 PARQUET, CSV = (".parquet", ".pq"), (".csv", ".txt")
