@@ -112,7 +112,8 @@ def test_user_files_with_named_targets(tmp_path, kind):
     (lambda f: f.assign(y=1, b=np.where(f.a > 1, np.nan, f.b)), ["y"], "linear",
      ["'b'", "NaN"]),
     (lambda f: f.assign(y=f.a), ["nope"], "linear", ["'nope'", "columns"]),
-    (lambda f: f.assign(y=f.a, s="x"), ["y"], "linear", ["'s'", "not numeric"]),
+    (lambda f: f.assign(y=f.a, s="x"), ["y"], "linear",
+     ["'s'", "not numeric", "dataset.categorical=auto"]),
     # inf is named, never dropped as a constant column
     (lambda f: f.assign(y=f.a, b=np.where(f.a > 1, np.inf, f.b)), ["y"], "linear",
      ["'b'", "inf"]),
