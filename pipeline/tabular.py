@@ -210,3 +210,41 @@ def fit(frame: pd.DataFrame, categorical: list[str], missing: str, max_onehot: i
                         "dataset.max_onehot")
     return Tabular(inputs=inputs, numeric=numeric, categorical=cats, categories=categories,
                    num_fill=num_fill, cat_fill=cat_fill, missing=missing, _encoder=encoder)
+
+
+# ----------------------------------------------------------------------------- stage files
+def prepared_files(data: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """What a ``Dataset`` with ``prep`` needs in a folder of prepared data (the DVC
+    ``prepare`` stage) so that a model trained from it takes the raw table: the ``prep_*``
+    arrays (``.npy``) and a JSON object with the run's ``data/*`` facts and the first test rows
+    with their dtypes (the logged model's input example). Empty for a dataset without prep."""
+    if data.prep is None:
+        return {}, {}
+    head = data.input_example(5)
+    rows = {str(c): [None if pd.isna(v) else v for v in head[c].tolist()] for c in head.columns}
+    return data.prep.arrays(), {"facts": dict(data.facts), "input_example": rows,
+                                "input_dtypes": {str(c): str(t) for c, t in head.dtypes.items()}}
+
+
+def restore_prepared(data: Any, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> Any:
+    """``data`` (as read back from the prepared folder) with ``prep``, ``facts`` and the test
+    rows of ``prepared_files`` again; unchanged when ``arrays`` has no ``prep_*`` keys."""
+    if PREFIX + "inputs" not in arrays:
+        return data
+    data.prep = Tabular.from_arrays(arrays)
+    data.facts = {str(k): float(v) for k, v in extra.get("facts", {}).items()}
+    rows, dtypes = extra.get("input_example", {}), extra.get("input_dtypes", {})
+    if rows:
+        cols = {}
+        for c, values in rows.items():
+            kind = np.dtype(dtypes[c]).kind if dtypes.get(c) in _NUMPY_DTYPES else "O"
+            text = dtypes.get(c) if dtypes.get(c) in ("str", "string") else object
+            cols[c] = (pd.Series(values, dtype=dtypes[c]) if kind in "biuf" and None not in values
+                       else pd.Series(values, dtype=np.float64 if kind in "biuf" else text))
+        order = [c for c in data.prep.inputs if c in cols]  # JSON files sort their keys
+        data.tables = {"test": pd.DataFrame({c: cols[c] for c in order})}
+    return data
+
+
+_NUMPY_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                 "uint64", "float32", "float64"}

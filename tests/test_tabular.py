@@ -135,6 +135,38 @@ def test_each_fill_strategy_uses_training_split_statistics(tmp_path, missing):
     assert d.facts["data/filled_values"] == 4 + 2 + 2
 
 
+def test_prepared_files_round_trip_without_pickle(tmp_path):
+    """What the DVC prepare stage would keep (``.npy`` and JSON) gives the same encoding."""
+    import dataclasses
+    import json
+
+    d = _load(_csv(tmp_path, _frame()))
+    arrays, extra = tabular.prepared_files(d)
+    for key, a in arrays.items():
+        np.save(tmp_path / f"{key}.npy", a, allow_pickle=False)
+    text = json.dumps(extra, sort_keys=True, allow_nan=False)
+    back = {k: np.load(tmp_path / f"{k}.npy", allow_pickle=False) for k in arrays}
+    bare = dataclasses.replace(d, prep=None, tables={}, facts={})
+    got = tabular.restore_prepared(bare, back, json.loads(text))
+    assert got.prep is not None and d.prep is not None and got.prep.names == d.prep.names
+    np.testing.assert_array_equal(got.prep.transform(d.tables["test"]).X, d.raw["test"])
+    assert got.facts == d.facts
+    pd.testing.assert_frame_equal(got.input_example(), d.input_example())
+    assert tabular.restore_prepared(bare, {}, {}) is bare
+
+
+@pytest.mark.parametrize("override, words", [
+    ("dataset.missing=zero", ["dataset.missing='zero'", "error, mean, median, most_frequent"]),
+    ("dataset.max_onehot=0", ["dataset.max_onehot=0", ">= 1"]),
+    ("dataset.categorical={a:1}", ["dataset.categorical=", "auto, none, or a list"]),
+])
+def test_bad_file_options_are_config_errors(override, words):
+    with pytest.raises(cfgmod.ConfigError) as err:
+        compose(["dataset=file", "dataset.path=x.csv", "dataset.target=[y]", override])
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))
+
+
 def test_the_logged_pyfunc_takes_the_raw_table_and_predicts_what_the_run_did(store, tmp_path):
     import mlflow
     from mlflow.tracking import MlflowClient
