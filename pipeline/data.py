@@ -2,9 +2,10 @@
 
 ``load()`` returns a ``Dataset``: a seeded train/validation/test split (stratified for classes),
 features standardised with statistics of the training split only, and targets encoded as the
-training core expects. Everything that can be wrong with the data (NaN, one class only, a
-continuous target for a classifier) is found here, before any MLflow run starts, and reported
-as a ``DataError`` that names the column.
+training core expects. A user file's categorical columns are one-hot encoded and its missing
+values filled with what the training split gives (``pipeline.tabular``). Everything that can
+be wrong with the data (NaN, one class only, a continuous target for a classifier) is found
+here, before any MLflow run starts, and reported as a ``DataError`` that names the column.
 """
 
 from __future__ import annotations
@@ -230,8 +231,9 @@ def _digest(X: np.ndarray, y: np.ndarray) -> str:
 
 
 def _file(d: FileDatasetConfig):
-    """A user file: its feature table and whether it needs ``pipeline.tabular`` (categories,
-    or ``dataset.missing`` set); checks missing values and inf before any split."""
+    """A user file: its feature table, targets, names, categorical columns and the numeric
+    columns as floats; missing values (unless ``dataset.missing`` fills them) and inf are
+    errors here, before any split."""
     frame, y, inputs, targets, cats = sources.read_table(
         d.path, list(d.target), d.features, DataError, categorical_spec(d.categorical))
     counts = tabular.missing_counts(frame)
