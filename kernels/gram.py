@@ -48,28 +48,36 @@ def _rank1(P, p0, a, x):
 
 
 @njit(cache=CACHE, error_model="numpy")
-def _gram_block(X, T, lo, hi, A, C):
-    """A[:k, :k] (upper triangle), A[k, :k], A[k, k], C over the rows lo..hi (sums)."""
+def _gram_block(X, T, lo, hi, A, C, weighted):
+    """A[:k, :k] (upper triangle), A[k, :k], A[k, k], C over the rows lo..hi (sums); with
+    ``weighted``, row i counts s_i times (s the last column of T, not part of C)."""
     k = X.shape[1]
+    wc = T.shape[1] - 1
+    mt = wc if weighted else T.shape[1]
     i = lo
     while i + 4 <= hi:
         x0, x1, x2, x3 = X[i], X[i + 1], X[i + 2], X[i + 3]
-        t0, t1, t2, t3 = T[i], T[i + 1], T[i + 2], T[i + 3]
+        t0, t1, t2, t3 = T[i, :mt], T[i + 1, :mt], T[i + 2, :mt], T[i + 3, :mt]
+        s0 = s1 = s2 = s3 = 1.0
+        if weighted:
+            s0, s1, s2, s3 = T[i, wc], T[i + 1, wc], T[i + 2, wc], T[i + 3, wc]
         for p in range(k):
-            a0, a1, a2, a3 = x0[p], x1[p], x2[p], x3[p]
+            a0, a1, a2, a3 = s0 * x0[p], s1 * x1[p], s2 * x2[p], s3 * x3[p]
             _rank4(A[p, :k], p, a0, a1, a2, a3, x0, x1, x2, x3)
             _rank4(C[p], 0, a0, a1, a2, a3, t0, t1, t2, t3)
-        _rank4(A[k, :k], 0, 1.0, 1.0, 1.0, 1.0, x0, x1, x2, x3)
-        _rank4(C[k], 0, 1.0, 1.0, 1.0, 1.0, t0, t1, t2, t3)
+        _rank4(A[k, :k], 0, s0, s1, s2, s3, x0, x1, x2, x3)
+        _rank4(C[k], 0, s0, s1, s2, s3, t0, t1, t2, t3)
+        A[k, k] += (s0 + s1) + (s2 + s3) if weighted else 4.0
         i += 4
     for i2 in range(i, hi):
-        x, t = X[i2], T[i2]
+        x, t = X[i2], T[i2, :mt]
+        s = T[i2, wc] if weighted else 1.0
         for p in range(k):
-            _rank1(A[p, :k], p, x[p], x)
-            _rank1(C[p], 0, x[p], t)
-        _rank1(A[k, :k], 0, 1.0, x)
-        _rank1(C[k], 0, 1.0, t)
-    A[k, k] += hi - lo
+            _rank1(A[p, :k], p, s * x[p], x)
+            _rank1(C[p], 0, s * x[p], t)
+        _rank1(A[k, :k], 0, s, x)
+        _rank1(C[k], 0, s, t)
+        A[k, k] += s
 
 
 @njit(cache=CACHE)
@@ -84,15 +92,15 @@ def _symmetric(A):
 
 
 @njit(cache=CACHE, parallel=True)
-def _gram(X, T, block):
+def _gram(X, T, block, weighted):
     n, k = X.shape
-    m = T.shape[1]
+    m = T.shape[1] - 1 if weighted else T.shape[1]
     nb = (n + block - 1) // block
     part_A = np.zeros((nb, k + 1, k + 1))
     part_C = np.zeros((nb, k + 1, m))
     for ib in prange(nb):
         lo = ib * block
-        _gram_block(X, T, lo, min(n, lo + block), part_A[ib], part_C[ib])
+        _gram_block(X, T, lo, min(n, lo + block), part_A[ib], part_C[ib], weighted)
     A = np.zeros((k + 1, k + 1))
     C = np.zeros((k + 1, m))
     for ib in range(nb):
@@ -102,10 +110,15 @@ def _gram(X, T, block):
     return A, C
 
 
-def gram(X, T, block=GRAM_BLOCK_ROWS, mean=True):
+def gram(X, T, block=GRAM_BLOCK_ROWS, mean=True, weighted=False):
     """``A = [X 1]^T [X 1] / n`` (k+1, k+1) and ``C = [X 1]^T T / n`` (k+1, m), float64
-    (``mean=False``: the sums, without ``/ n``, for one chunk of a larger data set)."""
-    A, C = _gram(X, np.ascontiguousarray(T, dtype=np.float64), block)
+    (``mean=False``: the sums, without ``/ n``, for one chunk of a larger data set).
+
+    ``weighted``: T's last column holds row weights s, and the sums are ``[X 1]^T diag(s)
+    [X 1]`` and ``[X 1]^T diag(s) T[:, :-1]`` (divided by n with ``mean``, as the kernels'
+    means are; a weighted mean divides the sums by sum(s)).
+    """
+    A, C = _gram(X, np.ascontiguousarray(T, dtype=np.float64), block, weighted)
     n = X.shape[0]
     return (A / n, C / n) if mean else (A, C)
 
@@ -117,14 +130,18 @@ def _sigma_prime(z):
 
 
 @njit(cache=CACHE, error_model="numpy")
-def _hessian_block(X, w2, b, lo, hi, H):
-    """H[:k, :k] (upper triangle), H[k, :k], H[k, k]: sums of sigma'(z_i) [x_i 1][x_i 1]^T."""
+def _hessian_block(X, w2, b, lo, hi, H, T, weighted):
+    """H[:k, :k] (upper triangle), H[k, :k], H[k, k]: sums of sigma'(z_i) [x_i 1][x_i 1]^T
+    (times s_i, the last column of T, when ``weighted``)."""
     k = X.shape[1]
+    wc = T.shape[1] - 1
     i = lo
     while i + 4 <= hi:
         z0, z1, z2, z3 = row_dots4(X, i, w2, 0)
         d0, d1 = _sigma_prime(b + z0), _sigma_prime(b + z1)
         d2, d3 = _sigma_prime(b + z2), _sigma_prime(b + z3)
+        if weighted:
+            d0, d1, d2, d3 = d0 * T[i, wc], d1 * T[i + 1, wc], d2 * T[i + 2, wc], d3 * T[i + 3, wc]
         x0, x1, x2, x3 = X[i], X[i + 1], X[i + 2], X[i + 3]
         for p in range(k):
             _rank4(H[p, :k], p, d0 * x0[p], d1 * x1[p], d2 * x2[p], d3 * x3[p], x0, x1, x2, x3)
@@ -133,6 +150,8 @@ def _hessian_block(X, w2, b, lo, hi, H):
         i += 4
     for i2 in range(i, hi):
         d = _sigma_prime(b + row_dot(X, i2, w2, 0))
+        if weighted:
+            d *= T[i2, wc]
         x = X[i2]
         for p in range(k):
             _rank1(H[p, :k], p, d * x[p], x)
@@ -141,13 +160,13 @@ def _hessian_block(X, w2, b, lo, hi, H):
 
 
 @njit(cache=CACHE, parallel=True)
-def _logistic_hessian(X, w2, b, block):
+def _logistic_hessian(X, w2, b, block, T, weighted):
     n, k = X.shape
     nb = (n + block - 1) // block
     part = np.zeros((nb, k + 1, k + 1))
     for ib in prange(nb):
         lo = ib * block
-        _hessian_block(X, w2, b, lo, min(n, lo + block), part[ib])
+        _hessian_block(X, w2, b, lo, min(n, lo + block), part[ib], T, weighted)
     H = np.zeros((k + 1, k + 1))
     for ib in range(nb):
         H += part[ib]
@@ -155,11 +174,18 @@ def _logistic_hessian(X, w2, b, block):
     return H
 
 
-def logistic_hessian(X, w, b, block=GRAM_BLOCK_ROWS, mean=True):
+_NO_TARGETS = np.zeros((0, 1))
+
+
+def logistic_hessian(X, w, b, block=GRAM_BLOCK_ROWS, mean=True, T=None, weighted=False):
     """``[X 1]^T diag(sigma'(z)) [X 1] / n`` (k+1, k+1) at ``z = X w + b``, deterministic
-    (``mean=False``: the sum, without ``/ n``)."""
+    (``mean=False``: the sum, without ``/ n``; ``weighted``: diag(s sigma'(z)) with s the
+    last column of ``T``)."""
     w2 = np.ascontiguousarray(w, dtype=np.float64).reshape(1, -1)
-    H = _logistic_hessian(X, w2, float(b), block)
+    T = _NO_TARGETS if T is None else np.ascontiguousarray(T, dtype=np.float64)
+    if weighted and T.shape[0] != X.shape[0]:
+        raise ValueError(f"weighted=True needs T with {X.shape[0]} rows; got {T.shape}")
+    H = _logistic_hessian(X, w2, float(b), block, T, weighted)
     return H / X.shape[0] if mean else H
 
 

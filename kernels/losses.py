@@ -192,7 +192,7 @@ def _prefetch_rows(X, first, stop):
 
 
 @njit(cache=CACHE, error_model="numpy")
-def _block_loss_grad_single(kind, X, T, Wt, b, start, stop, g_out):
+def _block_loss_grad_single(kind, X, T, Wt, b, start, stop, g_out, weighted):
     """One output (linear, logistic): the rows in sub-blocks of about ``SUB_BYTES`` of X.
 
     Per sub-block: the logits of four rows at a time, the losses and derivatives of the whole
@@ -228,7 +228,7 @@ def _block_loss_grad_single(kind, X, T, Wt, b, start, stop, g_out):
             i += 4
         for i2 in range(i, hi):
             Z[i2 - lo] = b + row_dot(X, i2, Wt, 0)
-        loss += _sub_loss_dz(kind, T, lo, hi, 1, Z, Y, A)
+        loss += _sub_loss_dz(kind, T, lo, hi, 1, Z, Y, A, weighted)
         i = lo
         while i + 4 <= hi:
             _prefetch_rows(X, i + sub, min(n, i + sub + 4))
@@ -316,22 +316,28 @@ def _sum4(A, cnt):
 
 
 @njit(cache=CACHE, error_model="numpy")
-def _sub_loss_dz(kind, T, lo, hi, m, Z, Y, A):
+def _sub_loss_dz(kind, T, lo, hi, m, Z, Y, A, weighted):
     """Loss of the rows lo..hi; overwrites the flat logits ``Z`` with dloss/dz.
 
     The exponentials and logarithms of the whole sub-block are computed in one vectorised loop
     (``_exp_neg``, ``_log1p_unit`` inlined) instead of one libm call per entry. The losses of
     the entries are summed afterwards, in entry order: a running sum inside that loop would be
     a reduction LLVM vectorises only by reordering it.
+
+    ``weighted``: T's last column holds the row weights s; each row's loss and dloss/dz are
+    multiplied by its s (a weight of 1 changes no bit: the products by 1.0 are exact).
     """
     cnt = (hi - lo) * m
+    wc = T.shape[1] - 1
     loss = 0.0
     if kind == LINEAR:
         for i in range(lo, hi):
+            s = T[i, wc] if weighted else 1.0
             for c in range(m):
                 d = Z[(i - lo) * m + c] - T[i, c]
-                loss += d * d
-                Z[(i - lo) * m + c] = 2.0 * d
+                sd = s * d
+                loss += sd * d
+                Z[(i - lo) * m + c] = 2.0 * sd
         return loss
     if kind == SIGMOID:
         for i in range(lo, hi):
@@ -345,6 +351,12 @@ def _sub_loss_dz(kind, T, lo, hi, m, Z, Y, A):
             pos = t >= 0.0
             A[q] = ((t if pos else 0.0) + _log1p_unit(e)) - Y[q] * t
             Z[q] = (inv if pos else e * inv) - Y[q]
+        if weighted:  # a separate sweep: the loop above stays free of the weight loads
+            for r in range(hi - lo):
+                s = T[lo + r, wc]
+                for c in range(m):
+                    A[r * m + c] *= s
+                    Z[r * m + c] *= s
         return _sum4(A, cnt)
     for r in range(hi - lo):
         zmax = Z[r * m]
@@ -357,26 +369,34 @@ def _sub_loss_dz(kind, T, lo, hi, m, Z, Y, A):
         A[q] = _exp_neg(A[q])
     # Each row's sum s of exp(z - zmax) lies in [1, m]: the logs of up to 16 rows are taken as
     # one log of their product (at most m^16, far from overflow), a sixteenth of the log calls.
+    # With weights, a group holds consecutive rows of equal weight w (sum w log s = w log prod):
+    # weights of 1 give the unweighted groups and bits, rows of distinct weights one log each.
     prod = 1.0
+    group = 0
+    w = T[lo, wc] if weighted and hi > lo else 1.0
     for r in range(hi - lo):
         cls = int(T[lo + r, 0])
+        sr = T[lo + r, wc] if weighted else 1.0
+        if group == 16 or sr != w:
+            loss += w * _log_from_one(prod)
+            prod = 1.0
+            group = 0
+            w = sr
         s = 0.0
         for c in range(m):
             s += A[r * m + c]
-        loss += Y[r] - Z[r * m + cls]
+        loss += sr * (Y[r] - Z[r * m + cls])
         prod *= s
-        if r % 16 == 15:
-            loss += _log_from_one(prod)
-            prod = 1.0
-        inv = 1.0 / s
+        group += 1
+        inv = sr / s
         for c in range(m):
             Z[r * m + c] = A[r * m + c] * inv
-        Z[r * m + cls] -= 1.0
-    return loss + _log_from_one(prod)
+        Z[r * m + cls] -= sr
+    return loss + w * _log_from_one(prod)
 
 
 @njit(cache=CACHE, error_model="numpy")
-def _block_loss_grad(kind, X, T, Wt, b, start, stop, Gt_out, gb_out, z):
+def _block_loss_grad(kind, X, T, Wt, b, start, stop, Gt_out, gb_out, z, weighted):
     m = Wt.shape[0]
     sub = SUB_ROWS
     Z = np.empty(sub * m)
@@ -386,16 +406,18 @@ def _block_loss_grad(kind, X, T, Wt, b, start, stop, Gt_out, gb_out, z):
     for lo in range(start, stop, sub):
         hi = min(stop, lo + sub)
         _sub_logits(X, Wt, b, lo, hi, Z)
-        loss += _sub_loss_dz(kind, T, lo, hi, m, Z, Y, A)
+        loss += _sub_loss_dz(kind, T, lo, hi, m, Z, Y, A, weighted)
         _sub_grad(X, lo, hi, Z, Gt_out, gb_out)
     return loss
 
 
 @njit(cache=CACHE, error_model="numpy")
-def _block_hessp(kind, X, Wt, b, Vt, vb, start, stop, Ht_out, hb_out, Z, U):
+def _block_hessp(kind, X, T, Wt, b, Vt, vb, start, stop, Ht_out, hb_out, Z, U, weighted):
     """Four rows at a time: their logits z and directions u = V^T x + vb, the row Hessians
-    applied to u, then u x^T added to ``Ht_out``. ``Z``, ``U``: (4, m) scratch."""
+    applied to u (times the row weights, the last column of ``T``, when ``weighted``), then
+    u x^T added to ``Ht_out``. ``Z``, ``U``: (4, m) scratch."""
     m = Wt.shape[0]
+    wc = T.shape[1] - 1
     i = start
     while i + 4 <= stop:
         for c in range(m):
@@ -406,6 +428,9 @@ def _block_hessp(kind, X, Wt, b, Vt, vb, start, stop, Ht_out, hb_out, Z, U):
                                                   vb[c] + u3)
         for r in range(4):
             _row_hess_dz(kind, Z[r], U[r])
+            if weighted:
+                for c in range(m):
+                    U[r, c] *= T[i + r, wc]
         for c in range(m):
             d0, d1, d2, d3 = U[0, c], U[1, c], U[2, c], U[3, c]
             hb_out[c] += (d0 + d1) + (d2 + d3)
@@ -415,6 +440,9 @@ def _block_hessp(kind, X, Wt, b, Vt, vb, start, stop, Ht_out, hb_out, Z, U):
         _logits(X, i2, Wt, b, Z[0])
         _logits(X, i2, Vt, vb, U[0])
         _row_hess_dz(kind, Z[0], U[0])
+        if weighted:
+            for c in range(m):
+                U[0, c] *= T[i2, wc]
         for c in range(m):
             hb_out[c] += U[0, c]
             _axpy(U[0, c], X[i2], Ht_out[c])
@@ -438,7 +466,7 @@ def _combine(part_G, part_b, G_out, gb_out, scale):
 
 
 @njit(cache=CACHE, parallel=True)
-def _loss_grad(kind, X, T, Wt, b, G_out, gb_out, block, mean):
+def _loss_grad(kind, X, T, Wt, b, G_out, gb_out, block, mean, weighted=False):
     n, k = X.shape
     m = Wt.shape[0]
     nb = (n + block - 1) // block
@@ -451,10 +479,10 @@ def _loss_grad(kind, X, T, Wt, b, G_out, gb_out, block, mean):
         stop = min(n, start + block)
         if m == 1 and kind != SOFTMAX:
             part_l[ib], part_b[ib, 0] = _block_loss_grad_single(kind, X, T, Wt, b[0], start,
-                                                                stop, part_G[ib, 0])
+                                                                stop, part_G[ib, 0], weighted)
         else:
             part_l[ib] = _block_loss_grad(kind, X, T, Wt, b, start, stop, part_G[ib],
-                                          part_b[ib], z)
+                                          part_b[ib], z, weighted)
     _combine(part_G, part_b, G_out, gb_out, 1.0 / n if mean else 1.0)
     loss = 0.0
     for ib in range(nb):
@@ -463,7 +491,7 @@ def _loss_grad(kind, X, T, Wt, b, G_out, gb_out, block, mean):
 
 
 @njit(cache=CACHE, parallel=True)
-def _hessp(kind, X, Wt, b, Vt, vb, H_out, hb_out, block, mean):
+def _hessp(kind, X, T, Wt, b, Vt, vb, H_out, hb_out, block, mean, weighted):
     n, k = X.shape
     m = Wt.shape[0]
     nb = (n + block - 1) // block
@@ -473,8 +501,8 @@ def _hessp(kind, X, Wt, b, Vt, vb, H_out, hb_out, block, mean):
         z = np.empty((4, m))
         u = np.empty((4, m))
         start = ib * block
-        _block_hessp(kind, X, Wt, b, Vt, vb, start, min(n, start + block), part_H[ib],
-                     part_b[ib], z, u)
+        _block_hessp(kind, X, T, Wt, b, Vt, vb, start, min(n, start + block), part_H[ib],
+                     part_b[ib], z, u, weighted)
     _combine(part_H, part_b, H_out, hb_out, 1.0 / n if mean else 1.0)
 
 
@@ -521,26 +549,43 @@ def _check(X, W, b):
     return np.ascontiguousarray(W.T, dtype=np.float64), np.ascontiguousarray(b, dtype=np.float64)
 
 
-def loss_grad(kind, X, T, W, b, G_out, gb_out, block=BLOCK_ROWS, mean=True):
+_NO_TARGETS = np.zeros((0, 1))  # hessp without weights reads no targets
+
+
+def _check_weighted(X, T, weighted):
+    if weighted and (T.ndim != 2 or T.shape[0] != X.shape[0] or T.shape[1] < 2):
+        raise ValueError("weighted=True needs T (n, m + 1) with the row weights in its last "
+                         f"column; got T of shape {T.shape} for X of {X.shape[0]} rows")
+
+
+def loss_grad(kind, X, T, W, b, G_out, gb_out, block=BLOCK_ROWS, mean=True, weighted=False):
     """Mean loss over rows; writes dL/dW into ``G_out`` (k, m) and dL/db into ``gb_out`` (m,).
 
     ``kind`` is ``LINEAR``, ``SIGMOID`` or ``SOFTMAX``; ``T`` the prepared (n, m) float64 targets
     (the class index in column 0 for softmax). ``mean=False``: sums over rows instead (the part
     of one chunk of a larger data set; the caller adds the chunks and divides by their n).
+    ``weighted``: T has one more column, the row weights s, and every row's loss and gradient
+    are multiplied by its s in the same pass (the mean still divides by n: a weighted mean
+    divides the sums, ``mean=False``, by sum(s)).
     """
     Wt, b = _check(X, W, b)
+    _check_weighted(X, T, weighted)
     run = _loss_grad_serial if _serial(X, Wt.shape[0]) else _loss_grad
-    return run(kind, X, T, Wt, b, G_out, gb_out, block, mean)
+    return run(kind, X, T, Wt, b, G_out, gb_out, block, mean, weighted)
 
 
-def hessp(kind, X, W, b, V, vb, H_out, hb_out, block=BLOCK_ROWS, mean=True):
+def hessp(kind, X, W, b, V, vb, H_out, hb_out, block=BLOCK_ROWS, mean=True, T=None,
+          weighted=False):
     """Hessian of the mean loss at (W, b) applied to the direction (V, vb), into the ``_out``s
-    (``mean=False``: of the summed loss, as in :func:`loss_grad`)."""
+    (``mean=False``: of the summed loss, as in :func:`loss_grad`; ``weighted``: the rows
+    weighted by the last column of ``T``, as there)."""
     Wt, b = _check(X, W, b)
+    T = _NO_TARGETS if T is None else T
+    _check_weighted(X, T, weighted)
     Vt = np.ascontiguousarray(V.T, dtype=np.float64)
     run = _hessp_serial if _serial(X, Wt.shape[0]) else _hessp
-    run(kind, X, Wt, b, Vt, np.ascontiguousarray(vb, dtype=np.float64), H_out, hb_out, block,
-        mean)
+    run(kind, X, T, Wt, b, Vt, np.ascontiguousarray(vb, dtype=np.float64), H_out, hb_out,
+        block, mean, weighted)
 
 
 def decision_function(X, W, b, Z_out=None):

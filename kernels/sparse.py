@@ -67,7 +67,29 @@ def _row_logits(data, indices, lo, hi, W, b, z_out):
 
 
 @njit(cache=CACHE, error_model="numpy")
-def _row_loss_dz(kind, z, T, i, d_out):
+def _row_loss_dz(kind, z, T, i, d_out, weighted):
+    """The row's loss; writes dloss/dz into ``d_out``; both times the row's weight (the last
+    column of T) when ``weighted``."""
+    loss = _row_loss_dz_plain(kind, z, T, i, d_out)
+    if weighted:
+        s = T[i, T.shape[1] - 1]
+        for c in range(d_out.shape[0]):
+            d_out[c] *= s
+        loss *= s
+    return loss
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _row_weighted(u, T, i, weighted):
+    """``u`` times the row's weight (the last column of T) when ``weighted``."""
+    if weighted:
+        s = T[i, T.shape[1] - 1]
+        for c in range(u.shape[0]):
+            u[c] *= s
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _row_loss_dz_plain(kind, z, T, i, d_out):
     """The row's loss; writes dloss/dz into ``d_out`` (stable forms, as in the spec)."""
     m = z.shape[0]
     loss = 0.0
@@ -130,20 +152,21 @@ def _row_hess_dz(kind, z, u):
 
 # --------------------------------------------------------------------------- row pass
 @njit(cache=CACHE, error_model="numpy")
-def _block_dz(kind, data, indices, indptr, T, W, b, start, stop, D_out, db_out):
+def _block_dz(kind, data, indices, indptr, T, W, b, start, stop, D_out, db_out, weighted):
     m = W.shape[1]
     z = np.empty(m)
     loss = 0.0
     for i in range(start, stop):
         _row_logits(data, indices, indptr[i], indptr[i + 1], W, b, z)
-        loss += _row_loss_dz(kind, z, T, i, D_out[i])
+        loss += _row_loss_dz(kind, z, T, i, D_out[i], weighted)
         for c in range(m):
             db_out[c] += D_out[i, c]
     return loss
 
 
 @njit(cache=CACHE, error_model="numpy")
-def _block_hz(kind, data, indices, indptr, W, b, V, vb, start, stop, U_out, hb_out):
+def _block_hz(kind, data, indices, indptr, W, b, V, vb, start, stop, U_out, hb_out, T,
+              weighted):
     m = W.shape[1]
     z = np.empty(m)
     for i in range(start, stop):
@@ -151,12 +174,13 @@ def _block_hz(kind, data, indices, indptr, W, b, V, vb, start, stop, U_out, hb_o
         _row_logits(data, indices, lo, hi, W, b, z)
         _row_logits(data, indices, lo, hi, V, vb, U_out[i])
         _row_hess_dz(kind, z, U_out[i])
+        _row_weighted(U_out[i], T, i, weighted)
         for c in range(m):
             hb_out[c] += U_out[i, c]
 
 
 @njit(cache=CACHE, parallel=True)
-def _rows_dz(kind, data, indices, indptr, T, W, b, D_out, db_out, block):
+def _rows_dz(kind, data, indices, indptr, T, W, b, D_out, db_out, block, weighted):
     """Loss summed over rows; ``D_out`` (n, m) = dloss/dz, ``db_out`` (m,) = its column sums."""
     n = indptr.shape[0] - 1
     m = W.shape[1]
@@ -166,7 +190,7 @@ def _rows_dz(kind, data, indices, indptr, T, W, b, D_out, db_out, block):
     for ib in prange(nb):
         start = ib * block
         part_l[ib] = _block_dz(kind, data, indices, indptr, T, W, b, start,
-                               min(n, start + block), D_out, part_b[ib])
+                               min(n, start + block), D_out, part_b[ib], weighted)
     loss = 0.0
     for c in range(m):
         db_out[c] = 0.0
@@ -178,7 +202,7 @@ def _rows_dz(kind, data, indices, indptr, T, W, b, D_out, db_out, block):
 
 
 @njit(cache=CACHE, parallel=True)
-def _rows_hz(kind, data, indices, indptr, W, b, V, vb, U_out, hb_out, block):
+def _rows_hz(kind, data, indices, indptr, W, b, V, vb, U_out, hb_out, block, T, weighted):
     n = indptr.shape[0] - 1
     m = W.shape[1]
     nb = (n + block - 1) // block
@@ -186,7 +210,7 @@ def _rows_hz(kind, data, indices, indptr, W, b, V, vb, U_out, hb_out, block):
     for ib in prange(nb):
         start = ib * block
         _block_hz(kind, data, indices, indptr, W, b, V, vb, start, min(n, start + block),
-                  U_out, part_b[ib])
+                  U_out, part_b[ib], T, weighted)
     for c in range(m):
         hb_out[c] = 0.0
     for ib in range(nb):
@@ -205,7 +229,7 @@ def _scatter(data, indices, lo, hi, d, G_out):
 
 
 @njit(cache=CACHE, error_model="numpy")
-def _block_grad(kind, data, indices, indptr, T, W, b, start, stop, G_out, db_out):
+def _block_grad(kind, data, indices, indptr, T, W, b, start, stop, G_out, db_out, weighted):
     m = W.shape[1]
     z = np.empty(m)
     d = np.empty(m)
@@ -213,7 +237,7 @@ def _block_grad(kind, data, indices, indptr, T, W, b, start, stop, G_out, db_out
     for i in range(start, stop):
         lo, hi = indptr[i], indptr[i + 1]
         _row_logits(data, indices, lo, hi, W, b, z)
-        loss += _row_loss_dz(kind, z, T, i, d)
+        loss += _row_loss_dz(kind, z, T, i, d, weighted)
         for c in range(m):
             db_out[c] += d[c]
         _scatter(data, indices, lo, hi, d, G_out)
@@ -221,7 +245,8 @@ def _block_grad(kind, data, indices, indptr, T, W, b, start, stop, G_out, db_out
 
 
 @njit(cache=CACHE, error_model="numpy")
-def _block_hess(kind, data, indices, indptr, W, b, V, vb, start, stop, H_out, hb_out):
+def _block_hess(kind, data, indices, indptr, W, b, V, vb, start, stop, H_out, hb_out, T,
+                weighted):
     m = W.shape[1]
     z = np.empty(m)
     u = np.empty(m)
@@ -230,6 +255,7 @@ def _block_hess(kind, data, indices, indptr, W, b, V, vb, start, stop, H_out, hb
         _row_logits(data, indices, lo, hi, W, b, z)
         _row_logits(data, indices, lo, hi, V, vb, u)
         _row_hess_dz(kind, z, u)
+        _row_weighted(u, T, i, weighted)
         for c in range(m):
             hb_out[c] += u[c]
         _scatter(data, indices, lo, hi, u, H_out)
@@ -249,7 +275,7 @@ def _combine(part_G, part_b, scale, G_out, gb_out):
 
 
 @njit(cache=CACHE, parallel=True)
-def _grad_partials(kind, data, indices, indptr, T, W, b, G_out, gb_out, nb, scale):
+def _grad_partials(kind, data, indices, indptr, T, W, b, G_out, gb_out, nb, scale, weighted):
     n = indptr.shape[0] - 1
     k, m = W.shape
     block = (n + nb - 1) // nb
@@ -259,7 +285,7 @@ def _grad_partials(kind, data, indices, indptr, T, W, b, G_out, gb_out, nb, scal
     for ib in prange(nb):
         start = ib * block
         part_l[ib] = _block_grad(kind, data, indices, indptr, T, W, b, start,
-                                 min(n, start + block), part_G[ib], part_b[ib])
+                                 min(n, start + block), part_G[ib], part_b[ib], weighted)
     _combine(part_G, part_b, scale, G_out, gb_out)
     loss = 0.0
     for ib in range(nb):
@@ -268,7 +294,8 @@ def _grad_partials(kind, data, indices, indptr, T, W, b, G_out, gb_out, nb, scal
 
 
 @njit(cache=CACHE, parallel=True)
-def _hess_partials(kind, data, indices, indptr, W, b, V, vb, H_out, hb_out, nb, scale):
+def _hess_partials(kind, data, indices, indptr, W, b, V, vb, H_out, hb_out, nb, scale, T,
+                   weighted):
     n = indptr.shape[0] - 1
     k, m = W.shape
     block = (n + nb - 1) // nb
@@ -277,7 +304,7 @@ def _hess_partials(kind, data, indices, indptr, W, b, V, vb, H_out, hb_out, nb, 
     for ib in prange(nb):
         start = ib * block
         _block_hess(kind, data, indices, indptr, W, b, V, vb, start, min(n, start + block),
-                    part_H[ib], part_b[ib])
+                    part_H[ib], part_b[ib], T, weighted)
     _combine(part_H, part_b, scale, H_out, hb_out)
 
 
@@ -362,13 +389,15 @@ def _ready(W, b, k):
     return W, b
 
 
-def loss_grad(kind, csr, csc, T, W, b, G_out, gb_out, D_out=None, block=BLOCK_ROWS, mean=True):
+def loss_grad(kind, csr, csc, T, W, b, G_out, gb_out, D_out=None, block=BLOCK_ROWS, mean=True,
+              weighted=False):
     """Mean loss over rows; ``G_out`` (k, m) = dL/dW, ``gb_out`` (m,) = dL/db.
 
     ``csr`` = (data, indices, indptr); ``csc`` = :func:`csc_of` of it for the column pass, or
     None for per-block partials (``block`` is then ``n / PARTIAL_BLOCKS`` rows). ``D_out``
     (n, m) float64: the column pass's scratch for the per-row derivatives (allocated when
-    None). ``mean=False``: sums over rows instead, as in ``kernels.loss_grad``.
+    None). ``mean=False``: sums over rows instead, as in ``kernels.loss_grad``; ``weighted``:
+    T's last column holds the row weights, as there.
     """
     data, indices, indptr = csr
     n = indptr.shape[0] - 1
@@ -376,18 +405,24 @@ def loss_grad(kind, csr, csc, T, W, b, G_out, gb_out, D_out=None, block=BLOCK_RO
     scale = 1.0 / n if mean else 1.0
     if csc is None:
         nb = min(PARTIAL_BLOCKS, max(n, 1)) if block == BLOCK_ROWS else (n + block - 1) // block
-        return _grad_partials(kind, data, indices, indptr, T, W, b, G_out, gb_out, nb, scale)
+        return _grad_partials(kind, data, indices, indptr, T, W, b, G_out, gb_out, nb, scale,
+                              weighted)
     if D_out is None:
         D_out = np.empty((n, W.shape[1]))
-    loss = _rows_dz(kind, data, indices, indptr, T, W, b, D_out, gb_out, block)
+    loss = _rows_dz(kind, data, indices, indptr, T, W, b, D_out, gb_out, block, weighted)
     gb_out *= scale
     _xtd(csc[0], csc[1], csc[2], csc[3], D_out, scale, G_out)
     return loss * scale
 
 
-def hessp(kind, csr, csc, W, b, V, vb, H_out, hb_out, U_out=None, block=BLOCK_ROWS, mean=True):
+_NO_TARGETS = np.zeros((0, 1))
+
+
+def hessp(kind, csr, csc, W, b, V, vb, H_out, hb_out, U_out=None, block=BLOCK_ROWS, mean=True,
+          T=None, weighted=False):
     """Hessian of the mean loss at (W, b) applied to (V, vb), into ``H_out``, ``hb_out``
-    (``csc``, ``U_out``, ``block`` as in :func:`loss_grad`)."""
+    (``csc``, ``U_out``, ``block``, ``T``'s weights as in :func:`loss_grad`)."""
+    T = _NO_TARGETS if T is None else T
     data, indices, indptr = csr
     n = indptr.shape[0] - 1
     W, b = _ready(W, b, H_out.shape[0])
@@ -395,11 +430,12 @@ def hessp(kind, csr, csc, W, b, V, vb, H_out, hb_out, U_out=None, block=BLOCK_RO
     scale = 1.0 / n if mean else 1.0
     if csc is None:
         nb = min(PARTIAL_BLOCKS, max(n, 1)) if block == BLOCK_ROWS else (n + block - 1) // block
-        _hess_partials(kind, data, indices, indptr, W, b, V, vb, H_out, hb_out, nb, scale)
+        _hess_partials(kind, data, indices, indptr, W, b, V, vb, H_out, hb_out, nb, scale, T,
+                       weighted)
         return
     if U_out is None:
         U_out = np.empty((n, W.shape[1]))
-    _rows_hz(kind, data, indices, indptr, W, b, V, vb, U_out, hb_out, block)
+    _rows_hz(kind, data, indices, indptr, W, b, V, vb, U_out, hb_out, block, T, weighted)
     hb_out *= scale
     _xtd(csc[0], csc[1], csc[2], csc[3], U_out, scale, H_out)
 

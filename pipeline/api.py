@@ -29,12 +29,14 @@ from .validation import (
     is_sparse,
     warn_ineffective,
 )
+from .weights import row_weights
 
 
 def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: float | None = None,
         solver: str = "auto", tol: float = 1e-7, max_iter: int = 1000, seed: int = 0,
         dtype: str = "float64", backend: str = "cpu", backend_options: dict | None = None,
-        callback: Callback | None = None, **solver_options) -> FitResult:
+        callback: Callback | None = None, sample_weight=None, class_weight=None,
+        **solver_options) -> FitResult:
     """Minimise F = L + R (``shared/spec/objectives.md``) for one of the lecture's models.
 
     Parameters
@@ -66,6 +68,12 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
         ``.npy`` file the workers read their chunks from, never sent through the scheduler.
     callback : ``callback(step, F, L, W, b)`` after every step (progress bars, per-step
         metrics); W and b are the solver's current arrays: copy them to keep them.
+    sample_weight : (n,) non-negative row weights: the data loss becomes the weighted mean
+        ``sum_l s_l loss_l / sum_l s_l`` (a weight of 0 leaves the row out; integer weights
+        equal repeated rows). The kernels weigh the rows in their single pass over X.
+    class_weight : logistic, softmax and ovr: ``"balanced"`` (class c weighs S / (m S_c), i.e.
+        n / (m n_c) without sample weights, as scikit-learn) or a mapping label -> weight
+        (missing classes weigh 1); multiplies each row's weight by its class's.
     solver_options : the solver's own options (e.g. ``batch_size``, ``lr`` for sgd). An option
         the solver does not define raises ``TypeError`` listing those it does; under
         ``solver="auto"`` an option the chosen solver does not use warns and is ignored.
@@ -88,6 +96,11 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
     checked = check_solver_options(solver, solver_options)
     dask_options = _backend_options(backend, backend_options)
     warn_ineffective(reg, lam, l1_ratio is not None)
+    weighted = sample_weight is not None or class_weight is not None
+    if weighted and (isinstance(X, ChunkedSource) or backend == "cuda"):
+        where = "a chunked source" if isinstance(X, ChunkedSource) else "backend='cuda'"
+        raise ValueError(f"sample_weight / class_weight are not supported on {where} yet: "
+                         "fit in-memory arrays on backend 'cpu' or 'dask'")
     if isinstance(X, ChunkedSource) and backend == "dask":  # each worker reads its chunks
         from .dask_backend import source_objective
 
@@ -107,13 +120,14 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
         raise ValueError(f"a scipy.sparse X runs on backend='cpu' only; got backend={backend!r}")
     X = check_X(X, dtype, accept_sparse=True)  # sparse: CSR (CSC, COO converted once)
     T, classes = check_targets(model, y, X.shape[0])
+    s = row_weights(model, sample_weight, class_weight, T, classes)
     n_classes = 0 if classes is None else len(classes)
     with contextlib.ExitStack() as stack:
         objective: Objective
         if is_sparse(X):
             from .objectives_sparse import SparseObjective
 
-            objective = SparseObjective(model, X, T, n_classes)
+            objective = SparseObjective(model, X, T, n_classes, sample_weight=s)
         elif backend == "cuda":
             from .objectives_cuda import CudaObjective
 
@@ -122,11 +136,11 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
             from .dask_backend import array_objective
 
             objective = stack.enter_context(
-                array_objective(model, X, T, n_classes, dask_options, dtype))
+                array_objective(model, X, T, n_classes, dask_options, dtype, sample_weight=s))
         else:
-            objective = ArrayObjective(model, X, T, n_classes)
+            objective = ArrayObjective(model, X, T, n_classes, sample_weight=s)
         result = _solve(objective, X, T, n_classes, reg, lam, l1_ratio_, solver, tol,
-                        max_iter, seed, backend, callback, checked)
+                        max_iter, seed, backend, callback, checked, s)
     result.classes = classes
     result.dtype = dtype
     if backend == "dask":
@@ -149,9 +163,11 @@ def _backend_options(backend: str, given: dict | None):
 
 def _solve(objective: Objective, X, T, n_classes: int, reg: str, lam: float, l1_ratio: float,
            solver: str, tol: float, max_iter: int, seed: int, backend: str,
-           callback: Callback | None, checked: dict) -> FitResult:
+           callback: Callback | None, checked: dict,
+           sample_weight: np.ndarray | None = None) -> FitResult:
     """The chosen solver on ``objective`` + the penalty (the separability LP on the driver's
-    X and encoded targets first, when the optimum may not exist)."""
+    X and encoded targets first, when the optimum may not exist; rows of weight 0 are not
+    part of the loss and are left out of it)."""
     model = objective.model
     penalty = Penalty(reg, lam, l1_ratio, objective.n_features)
     sparse = is_sparse(X)
@@ -162,6 +178,9 @@ def _solve(objective: Objective, X, T, n_classes: int, reg: str, lam: float, l1_
     problem = Problem(objective, penalty, tol, max_iter, callback, seed=seed)
     if problem.can_diverge and X is not None:  # the LP needs X in memory (not for a source)
         from .separability import separating_point  # scipy's LP: imported only when needed
+
+        if sample_weight is not None and not sample_weight.all():
+            X, T = X[sample_weight > 0], T[sample_weight > 0]
 
         # a sparse X only for an LP small enough to be built at all (its rows are dense)
         small = X.shape[0] * (X.shape[1] + 1) <= 500_000

@@ -15,36 +15,44 @@ import kernels
 from kernels.gram import logistic_hessian as _logistic_hessian
 
 
-def loss_grad(X, T, kind: int, W, b) -> tuple[float, np.ndarray, np.ndarray]:
-    """Summed loss and its gradient (k, m), (m,) over the chunk's rows (one pass)."""
+def loss_grad(X, T, kind: int, W, b,
+              weighted: bool = False) -> tuple[float, np.ndarray, np.ndarray]:
+    """Summed loss and its gradient (k, m), (m,) over the chunk's rows (one pass);
+    ``weighted``: each row's terms times its weight (the last column of T)."""
     G, gb = np.empty(W.shape), np.empty(b.shape)
-    loss = kernels.loss_grad(kind, X, T, W, b, G, gb, mean=False)
+    loss = kernels.loss_grad(kind, X, T, W, b, G, gb, mean=False, weighted=weighted)
     return loss, G, gb
 
 
-def hessp(X, T, kind: int, W, b, V, vb) -> tuple[np.ndarray, np.ndarray]:
+def hessp(X, T, kind: int, W, b, V, vb,
+          weighted: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Summed loss's Hessian at (W, b) applied to (V, vb) (one pass)."""
     H, hb = np.empty(W.shape), np.empty(b.shape)
-    kernels.hessp(kind, X, W, b, V, vb, H, hb, mean=False)
+    kernels.hessp(kind, X, W, b, V, vb, H, hb, mean=False, T=T, weighted=weighted)
     return H, hb
 
 
-def gram(X, T) -> tuple[np.ndarray, np.ndarray]:
-    """``[X 1]^T [X 1]`` (k+1, k+1) and ``[X 1]^T T`` (k+1, m), summed (one pass)."""
-    return kernels.gram(X, T, mean=False)
+def gram(X, T, weighted: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``[X 1]^T [X 1]`` (k+1, k+1) and ``[X 1]^T T`` (k+1, m), summed (one pass; weighted:
+    ``diag(s)`` between the factors, s the last column of T, which C leaves out)."""
+    return kernels.gram(X, T, mean=False, weighted=weighted)
 
 
-def logistic_hessian(X, T, w, b: float) -> np.ndarray:
+def logistic_hessian(X, T, w, b: float, weighted: bool = False) -> np.ndarray:
     """``[X 1]^T diag(sigma'(z)) [X 1]`` (k+1, k+1) at ``z = X w + b``, summed (one pass)."""
-    return _logistic_hessian(X, w, b, mean=False)
+    return _logistic_hessian(X, w, b, mean=False, T=T, weighted=weighted)
 
 
-def classified(X, T, model: str, W, b) -> np.ndarray:
+def classified(X, T, model: str, W, b, weighted: bool = False) -> np.ndarray:
     """Per output: does (W, b) put every row of the chunk strictly on its right side?
 
     softmax: one flag (the true class's logit above every other); else one flag per output
     column (its sign agrees with the 0/1 target). The chunks' flags combine with ``and``.
+    Rows of weight 0 are not part of the loss and are left out (``weighted``).
     """
+    if weighted:
+        keep = T[:, -1] > 0.0
+        X, T = np.ascontiguousarray(X[keep]), T[keep, :-1]
     Z = kernels.decision_function(X, W, b)
     if model == "softmax":
         rows = np.arange(Z.shape[0])

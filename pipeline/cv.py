@@ -19,6 +19,7 @@ from .objectives import ArrayObjective
 from .paths import PathResult, lambda_grid, lambda_max, path
 from .solvers import FitResult
 from .validation import check_targets, check_X
+from .weights import row_weights
 
 # name -> (what it needs from a fit, higher is better)
 SCORINGS = {"deviance": ("loss", False), "mse": ("decision", False), "r2": ("decision", True),
@@ -63,30 +64,33 @@ def _folds(model: str, y, n: int, folds: int, seed: int) -> list[np.ndarray]:
     return [val for _, val in splitter_.split(np.zeros(n))]
 
 
-def _score(name: str, fit: FitResult, X, y, T: np.ndarray) -> float:
+def _score(name: str, fit: FitResult, X, y, T: np.ndarray, s: np.ndarray | None = None) -> float:
+    """The validation score of ``fit`` on (X, y); weighted by ``s`` (n,) when given."""
     from sklearn import metrics
 
     if name == "deviance":
         objective = ArrayObjective(fit.model, X, T, 0 if fit.classes is None else
-                                   len(fit.classes))
+                                   len(fit.classes), sample_weight=s)
         G, gb = np.empty_like(fit.W), np.empty_like(fit.b)
         return objective.loss_grad(fit.W, fit.b, G, gb)
     if name in ("mse", "r2"):
         Z = decision_function(fit, X)
         truth = np.asarray(y, dtype=np.float64).reshape(Z.shape)
-        return float(metrics.mean_squared_error(truth, Z) if name == "mse"
-                     else metrics.r2_score(truth, Z))
+        return float(metrics.mean_squared_error(truth, Z, sample_weight=s) if name == "mse"
+                     else metrics.r2_score(truth, Z, sample_weight=s))
     if name == "accuracy":
-        return float(metrics.accuracy_score(np.asarray(y), predict(fit, X)))
+        return float(metrics.accuracy_score(np.asarray(y), predict(fit, X), sample_weight=s))
     P = predict_proba(fit, X)
     if fit.model == "multilabel":  # log_loss is refused for it up front
-        return float(metrics.roc_auc_score(np.asarray(y), P))
+        return float(metrics.roc_auc_score(np.asarray(y), P, sample_weight=s))
     assert fit.classes is not None
     if name == "log_loss":
-        return float(metrics.log_loss(np.asarray(y), P, labels=fit.classes))
+        return float(metrics.log_loss(np.asarray(y), P, labels=fit.classes, sample_weight=s))
     if fit.model == "logistic":
-        return float(metrics.roc_auc_score(np.asarray(y) == fit.classes[1], P[:, 1]))
-    return float(metrics.roc_auc_score(np.asarray(y), P, multi_class="ovr", labels=fit.classes))
+        return float(metrics.roc_auc_score(np.asarray(y) == fit.classes[1], P[:, 1],
+                                           sample_weight=s))
+    return float(metrics.roc_auc_score(np.asarray(y), P, multi_class="ovr", labels=fit.classes,
+                                       sample_weight=s))
 
 
 def _check_scoring(scoring: str | None, model: str) -> str:
@@ -105,15 +109,19 @@ def _check_scoring(scoring: str | None, model: str) -> str:
     return name
 
 
-def _fold_scores(X, y, T, val: np.ndarray, lams: np.ndarray, scoring: str, kwargs) -> np.ndarray:
+def _fold_scores(X, y, T, s: np.ndarray | None, val: np.ndarray, lams: np.ndarray,
+                 scoring: str, kwargs) -> np.ndarray:
     train = np.setdiff1d(np.arange(X.shape[0]), val)
-    P = path(X[train], y[train], lams=lams, **kwargs)
-    return np.array([_score(scoring, P.at(lam), X[val], y[val], T[val]) for lam in P.lams])
+    P = path(X[train], y[train], lams=lams, sample_weight=None if s is None else s[train],
+             **kwargs)
+    sv = None if s is None else s[val]
+    return np.array([_score(scoring, P.at(lam), X[val], y[val], T[val], sv) for lam in P.lams])
 
 
 def cv(X, y, *, model: str, reg: str, folds: int = 5, scoring: str | None = None,
        select: str = "min", n_lams: int = 100, lam_min_ratio: float | None = None, lams=None,
-       l1_ratio: float | None = None, seed: int = 0, n_jobs: int = 1, **path_options) -> CVResult:
+       l1_ratio: float | None = None, seed: int = 0, n_jobs: int = 1, sample_weight=None,
+       class_weight=None, **path_options) -> CVResult:
     """Choose lambda by ``folds``-fold cross-validation of the path, and refit at it.
 
     Parameters
@@ -124,6 +132,9 @@ def cv(X, y, *, model: str, reg: str, folds: int = 5, scoring: str | None = None
         log_loss (classifiers).
     select : "min" (best mean score) or "1se" (largest lambda within one standard error).
     n_jobs : folds run in this many processes (the result does not depend on it).
+    sample_weight, class_weight : as for :func:`fit`. The rows' weights are resolved once on
+        all the data ("balanced" from every row, as scikit-learn's ``LogisticRegressionCV``);
+        each fold fits and scores its rows with their weights.
     path_options : solver, tol, max_iter, dtype, screening and the solver's options.
     """
     scoring_ = _check_scoring(scoring, model)
@@ -135,8 +146,9 @@ def cv(X, y, *, model: str, reg: str, folds: int = 5, scoring: str | None = None
     yc = np.asarray(y)
     n = Xc.shape[0]
     T, classes = check_targets(model, yc, n)
+    s = row_weights(model, sample_weight, class_weight, T, classes)
     val_rows = _folds(model, yc, n, folds, seed)
-    full = ArrayObjective(model, Xc, T, 0 if classes is None else len(classes))
+    full = ArrayObjective(model, Xc, T, 0 if classes is None else len(classes), sample_weight=s)
     ratio = 0.5 if l1_ratio is None else l1_ratio
     if reg == "none":
         raise ValueError("reg='none' has no lambda to choose: use pipeline.fit, or reg=l1, l2 "
@@ -146,17 +158,17 @@ def cv(X, y, *, model: str, reg: str, folds: int = 5, scoring: str | None = None
     lams_ = lambda_grid(lams, lam_max, n_lams, lam_min_ratio, n, Xc.shape[1])
     kwargs = dict(model=model, reg=reg, l1_ratio=l1_ratio, seed=seed, **path_options)
     if n_jobs == 1:
-        parts = [_fold_scores(Xc, yc, T, v, lams_, scoring_, kwargs) for v in val_rows]
+        parts = [_fold_scores(Xc, yc, T, s, v, lams_, scoring_, kwargs) for v in val_rows]
     else:
         from joblib import Parallel, delayed
 
         parts = Parallel(n_jobs=n_jobs, backend="loky")(
-            delayed(_fold_scores)(Xc, yc, T, v, lams_, scoring_, kwargs) for v in val_rows)
+            delayed(_fold_scores)(Xc, yc, T, s, v, lams_, scoring_, kwargs) for v in val_rows)
     scores = np.vstack(parts)
-    return _choose(scores, lams_, scoring_, select, val_rows, Xc, yc, kwargs)
+    return _choose(scores, lams_, scoring_, select, val_rows, Xc, yc, kwargs, s)
 
 
-def _choose(scores, lams, scoring, select, val_rows, X, y, kwargs) -> CVResult:
+def _choose(scores, lams, scoring, select, val_rows, X, y, kwargs, s=None) -> CVResult:
     greater = SCORINGS[scoring][1]
     mean = scores.mean(axis=0)
     se = scores.std(axis=0, ddof=1) / np.sqrt(scores.shape[0])
@@ -165,7 +177,7 @@ def _choose(scores, lams, scoring, select, val_rows, X, y, kwargs) -> CVResult:
     within = np.flatnonzero(signed >= signed[best] - se[best])
     one_se = int(within.min())  # lams run from largest to smallest
     chosen = best if select == "min" else one_se
-    refit = path(X, y, lams=lams[:chosen + 1], **kwargs)
+    refit = path(X, y, lams=lams[:chosen + 1], sample_weight=s, **kwargs)
     return CVResult(lams=lams, scores=scores, mean=mean, se=se, lam_min=float(lams[best]),
                     lam_1se=float(lams[one_se]), lam=float(lams[chosen]), select=select,
                     scoring=scoring, greater_is_better=greater, folds=val_rows,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 import socket
@@ -183,16 +184,24 @@ def array_loaders(X: np.ndarray, T: np.ndarray, chunk_rows: int,
 
 @contextlib.contextmanager
 def array_objective(model: str, X: np.ndarray, T: np.ndarray, n_classes: int,
-                    options: DaskOptions, dtype: str) -> Iterator[Any]:
+                    options: DaskOptions, dtype: str,
+                    sample_weight: np.ndarray | None = None) -> Iterator[Any]:
     """A :class:`pipeline.objectives_dask.DaskObjective` over in-memory arrays for one fit,
     with the cluster and the scratch files it needs; all released on exit. Its
-    ``backend_facts`` say where it ran and how it was chunked (logged by the app)."""
+    ``backend_facts`` say where it ran and how it was chunked (logged by the app). With
+    ``sample_weight`` the targets are encoded here, the weights as their last column, so
+    each worker's chunks carry their rows' weights."""
+    from .objectives import encode_targets
     from .objectives_dask import DaskObjective
 
+    total = None if sample_weight is None else math.fsum(sample_weight)
+    if sample_weight is not None:
+        T = encode_targets(model, T, n_classes, sample_weight)
     with connect(options, dtype) as (client, facts), \
             array_loaders(X, T, options.chunk_rows, options.scratch_dir) as loaders:
-        objective = DaskObjective(client, loaders, model, n_classes, dtype=dtype,
-                                  timeout=options.timeout)
+        objective = DaskObjective(
+            client, loaders, model, n_classes, dtype=dtype, timeout=options.timeout,
+            encoded=total is not None, weight_total=total)
         objective.backend_facts = {**facts, "backend.n_chunks": len(loaders)}
         try:
             yield objective

@@ -13,6 +13,7 @@ source's bits exactly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -26,11 +27,16 @@ from . import chunk_ops
 _CURVATURE = {"linear": 2.0, "logistic": 0.25, "multilabel": 0.25, "ovr": 0.25, "softmax": 0.5}
 
 
-def encode_targets(model: str, T: np.ndarray, n_classes: int) -> np.ndarray:
-    """Kernel-ready targets: one-hot columns for one-vs-rest, the rest as given."""
+def encode_targets(model: str, T: np.ndarray, n_classes: int,
+                   sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """Kernel-ready targets: one-hot columns for one-vs-rest, the rest as given; with
+    ``sample_weight`` (n,), one more column holding the row weights (the kernels' ``weighted``
+    form, so that every chunk, row sample and worker carries its rows' weights)."""
     if model == "ovr":
-        return np.ascontiguousarray(np.eye(n_classes)[T[:, 0].astype(np.intp)])
-    return T
+        T = np.ascontiguousarray(np.eye(n_classes)[T[:, 0].astype(np.intp)])
+    if sample_weight is None:
+        return T
+    return np.ascontiguousarray(np.column_stack([T, sample_weight]), dtype=np.float64)
 
 
 def n_outputs(model: str, T: np.ndarray, n_classes: int) -> int:
@@ -64,14 +70,20 @@ class Objective:
         Width m of W.
     counter : PassCounter, optional
         The counter to charge (a row sample charges its parent's).
+    weight_total : float, optional
+        Sum S of the row weights, which the encoded targets then carry as their last column
+        (``encode_targets``): the loss is ``sum_l s_l loss_l / S``. None: no weights (S = n).
     """
 
     def __init__(self, model: str, n_samples: int, n_features: int, n_outputs: int,
-                 counter: PassCounter | None = None):
+                 counter: PassCounter | None = None, weight_total: float | None = None):
         self.model = model
         self.kind = kernels.KINDS[model]
         self.n_samples, self.n_features, self.n_outputs = n_samples, n_features, n_outputs
         self.counter = counter or PassCounter(n_samples)
+        self.weighted = weight_total is not None
+        # S = n without weights: dividing by it is then exactly the mean over rows
+        self.weight_total = float(n_samples) if weight_total is None else float(weight_total)
         self._gram: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ what a source provides
@@ -99,11 +111,11 @@ class Objective:
 
     def loss_grad(self, W, b, G_out, gb_out) -> float:
         """L(W, b); writes dL/dW into ``G_out`` and dL/db into ``gb_out``. One pass over X."""
-        loss, G, gb = self._reduce(chunk_ops.loss_grad, self.kind, W, b)
-        scale = 1.0 / self.n_samples
+        loss, G, gb = self._reduce(chunk_ops.loss_grad, self.kind, W, b, self.weighted)
+        scale = 1.0 / self.weight_total
         np.multiply(G, scale, out=G_out)
         np.multiply(gb, scale, out=gb_out)
-        return loss / self.n_samples
+        return loss / self.weight_total
 
     def loss(self, W, b) -> float:
         """L(W, b) alone (one pass; the gradient is computed and dropped)."""
@@ -112,33 +124,35 @@ class Objective:
 
     def hessp(self, W, b, V, vb, H_out, hb_out) -> None:
         """Hessian of L at (W, b) applied to (V, vb). One pass over X."""
-        H, hb = self._reduce(chunk_ops.hessp, self.kind, W, b, V, vb)
-        scale = 1.0 / self.n_samples
+        H, hb = self._reduce(chunk_ops.hessp, self.kind, W, b, V, vb, self.weighted)
+        scale = 1.0 / self.weight_total
         np.multiply(H, scale, out=H_out)
         np.multiply(hb, scale, out=hb_out)
 
     def gram(self) -> tuple[np.ndarray, np.ndarray]:
-        """``A = [X 1]^T [X 1] / n`` (k+1, k+1) and ``C = [X 1]^T T / n`` (k+1, m).
+        """``A = [X 1]^T [X 1] / n`` (k+1, k+1) and ``C = [X 1]^T T / n`` (k+1, m) (weighted:
+        ``[X 1]^T diag(s) [X 1] / S`` and ``[X 1]^T diag(s) T / S``).
 
         One pass the first time; kept afterwards (the data do not change), so that fits
         warm-started on the same objective (a regularisation path) share it. Copies returned.
         """
         if self._gram is None:
-            A, C = self._reduce(chunk_ops.gram)
-            self._gram = (A / self.n_samples, C / self.n_samples)
+            A, C = self._reduce(chunk_ops.gram, self.weighted)
+            self._gram = (A / self.weight_total, C / self.weight_total)
         return self._gram[0].copy(), self._gram[1].copy()
 
     def logistic_hessian(self, w, b: float) -> np.ndarray:
         """``[X 1]^T diag(sigma'(z)) [X 1] / n`` (k+1, k+1) at ``z = X w + b`` (logistic; the
         weighted Gram of Newton's method on a row sample). One pass."""
         w = np.ascontiguousarray(w, dtype=np.float64)
-        return self._reduce(chunk_ops.logistic_hessian, w, float(b)) / self.n_samples
+        return (self._reduce(chunk_ops.logistic_hessian, w, float(b), self.weighted)
+                / self.weight_total)
 
     def classifies_all(self, W, b) -> bool:
         """True when (W, b) puts every row strictly on its right side, for some output (all
         outputs together for softmax): the separability certificate. One pass."""
         self.counter.rows += self.n_samples
-        flags = self.map_chunks(chunk_ops.classified, self.model, W, b)
+        flags = self.map_chunks(chunk_ops.classified, self.model, W, b, self.weighted)
         return bool(np.any(np.logical_and.reduce(flags)))
 
     def abs_max(self) -> float:
@@ -147,10 +161,19 @@ class Objective:
 
     def sample(self, rows: np.ndarray) -> ArrayObjective:
         """The same loss on the rows ``rows`` (a copy of them: mini-batches, Hessian samples);
-        its passes are charged to this objective's counter at their share of a pass."""
+        its passes are charged to this objective's counter at their share of a pass.
+
+        Weighted: the sample's sums are divided by ``len(rows) * S / n`` (its rows' share of
+        S), not by their own weights' sum, so a sample's gradient is an unbiased estimate and
+        a sample of zero-weight rows gives zeros, never 0 / 0.
+        """
         X, T = self.take(rows)
         return ArrayObjective(self.model, X, T, n_outputs=self.n_outputs, encoded=True,
-                              counter=self.counter)
+                              counter=self.counter, weight_total=self._share(len(rows)))
+
+    def _share(self, rows: int) -> float | None:
+        """The weight total a sample of ``rows`` rows divides by (None: unweighted)."""
+        return rows * (self.weight_total / self.n_samples) if self.weighted else None
 
     def _sample_rows(self, max_rows: int, seed: int) -> np.ndarray:
         """The rows of at most ``max_rows`` sorted random rows (all of them if fewer), float64."""
@@ -184,22 +207,30 @@ class Objective:
         n = self.n_samples
         rows = np.arange(n) if n <= max_rows else np.sort(rng.choice(n, max_rows, replace=False))
         Xs = self._power_rows(rows)
+        s = self._power_weights(rows) if self.weighted else None
+        if s is not None and not s.sum() > 0.0:
+            s = None  # the sample holds only rows of weight 0: their plain Gram bounds it
         v = rng.standard_normal(self.n_features + 1)
         lam = 1.0
         for _ in range(n_iter):
             u = Xs @ v[:-1] + v[-1]
-            w = np.append(Xs.T @ u, u.sum()) / Xs.shape[0]
+            if s is not None:
+                u = u * s
+            w = np.append(Xs.T @ u, u.sum()) / (Xs.shape[0] if s is None else s.sum())
             lam = float(np.linalg.norm(w))
             if lam == 0.0:
                 return 1.0
             v = w / lam
         return 1.1 * _CURVATURE[self.model] * lam
 
-
     def _power_rows(self, rows: np.ndarray):
         """The sampled rows the power iteration multiplies by, float64 (a source whose rows
         are better kept in their own form, e.g. sparse, overrides this alone)."""
         return np.asarray(self.take(rows)[0], dtype=np.float64)
+
+    def _power_weights(self, rows: np.ndarray) -> np.ndarray:
+        """The weights of the sampled rows (a weighted objective's power iteration)."""
+        return self.take(rows)[1][:, -1]
 
 
 class ArrayObjective(Objective):
@@ -214,18 +245,26 @@ class ArrayObjective(Objective):
         for the model, with ``encoded=True`` and ``n_outputs`` given).
     n_classes : int
         Number of classes (softmax, ovr), else ignored.
+    sample_weight : ndarray (n,) float64, optional
+        Checked non-negative row weights (``pipeline.weights``); None: every row weighs 1.
     chunk_rows : int, optional
         Rows per chunk. None: one chunk (one fused pass). Give another source's chunking to
         reproduce its results bit for bit.
+    weight_total : float, optional
+        With ``encoded=True``: T already carries the weights in its last column, and this is
+        the total the sums are divided by (see :meth:`Objective.sample`).
     """
 
     def __init__(self, model: str, X: np.ndarray, T: np.ndarray, n_classes: int = 0, *,
-                 chunk_rows: int | None = None, n_outputs: int | None = None,
-                 encoded: bool = False, counter: PassCounter | None = None):
+                 sample_weight: np.ndarray | None = None, chunk_rows: int | None = None,
+                 n_outputs: int | None = None, encoded: bool = False,
+                 counter: PassCounter | None = None, weight_total: float | None = None):
         m = n_outputs if n_outputs is not None else _n_outputs(model, T, n_classes)
-        super().__init__(model, X.shape[0], X.shape[1], m, counter)
+        if not encoded and sample_weight is not None:
+            weight_total = math.fsum(sample_weight)  # exactly rounded: any order, same bits
+        super().__init__(model, X.shape[0], X.shape[1], m, counter, weight_total)
         self.X = X
-        self.T = T if encoded else encode_targets(model, T, n_classes)
+        self.T = T if encoded else encode_targets(model, T, n_classes, sample_weight)
         n = X.shape[0]
         step = n if chunk_rows is None else max(int(chunk_rows), 1)
         self.bounds = [(lo, min(n, lo + step)) for lo in range(0, max(n, 1), max(step, 1))]
@@ -236,10 +275,24 @@ class ArrayObjective(Objective):
     def take(self, rows) -> tuple[np.ndarray, np.ndarray]:
         return np.ascontiguousarray(self.X[rows]), np.ascontiguousarray(self.T[rows])
 
-    def _one_chunk(self) -> bool:
-        return len(self.bounds) == 1
+    def on_columns(self, cols: np.ndarray) -> ArrayObjective:
+        """The same loss with only the features ``cols`` (a copy of those columns; the rows,
+        targets and weights shared): a screened path's working set."""
+        return ArrayObjective(self.model, np.ascontiguousarray(self.X[:, cols]), self.T,
+                              n_outputs=self.n_outputs, encoded=True,
+                              weight_total=self.weight_total if self.weighted else None)
 
-    # One chunk: the kernels' own means, the same bits as the reduction above with less work.
+    def targets(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The encoded targets (n, m) without the weight column, and the weights (or None)."""
+        if not self.weighted:
+            return self.T, None
+        return self.T[:, :-1], self.T[:, -1]
+
+    def _one_chunk(self) -> bool:
+        return len(self.bounds) == 1 and not self.weighted
+
+    # One chunk: the kernels' own means, the same bits as the reduction above with less work
+    # (weighted: the reduction, which divides by the weights' total rather than by n).
     def loss_grad(self, W, b, G_out, gb_out) -> float:
         if not self._one_chunk():
             return super().loss_grad(W, b, G_out, gb_out)

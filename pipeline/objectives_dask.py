@@ -190,13 +190,15 @@ class DaskObjective(Objective):
         Seconds one evaluation may wait for the cluster before :class:`ClusterError`.
     encoded : bool
         The loaders' targets are already encoded (a streamed source's ``encoded_loaders``).
+    weight_total : float, optional
+        The encoded targets carry row weights in their last column, summing to this.
     """
 
     backend_facts: dict[str, Any]  # where it ran and how it was chunked (set by its maker)
 
     def __init__(self, client: Any, loaders: Sequence[Callable[[], Any]], model: str,
                  n_classes: int = 0, *, dtype: str = "float64", timeout: float = 120.0,
-                 encoded: bool = False):
+                 encoded: bool = False, weight_total: float | None = None):
         from distributed import wait
 
         self.client, self.timeout, self._wait = client, float(timeout), wait
@@ -210,8 +212,8 @@ class DaskObjective(Objective):
         k, m = shapes[0][1], shapes[0][2]
         if any(s[1:] != (k, m) for s in shapes):
             raise ValueError(f"chunks disagree on (features, target columns): {set(shapes)}")
-        m = n_classes if model in ("softmax", "ovr") else m
-        super().__init__(model, int(sum(rows)), k, m)
+        m = n_classes if model in ("softmax", "ovr") else m - (weight_total is not None)
+        super().__init__(model, int(sum(rows)), k, m, weight_total=weight_total)
         self.chunk_rows = rows
         self.starts = np.concatenate([[0], np.cumsum(rows)])
         self.dtype = dtype

@@ -11,6 +11,8 @@ rows, charged to the parent's pass counter.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from kernels import sparse as ks
@@ -32,16 +34,20 @@ class SparseObjective(Objective):
     T : ndarray (n, m) float64, targets as ``check_targets`` returns them (or already encoded,
         with ``encoded=True`` and ``n_outputs`` given).
     n_classes : int
+    sample_weight, weight_total : the row weights, as for ``ArrayObjective``.
     """
 
     def __init__(self, model: str, X, T: np.ndarray, n_classes: int = 0, *,
-                 n_outputs: int | None = None, encoded: bool = False,
-                 counter: PassCounter | None = None):
+                 sample_weight: np.ndarray | None = None, n_outputs: int | None = None,
+                 encoded: bool = False, counter: PassCounter | None = None,
+                 weight_total: float | None = None):
         m = n_outputs if n_outputs is not None else _n_outputs(model, T, n_classes)
-        super().__init__(model, X.shape[0], X.shape[1], m, counter)
+        if not encoded and sample_weight is not None:
+            weight_total = math.fsum(sample_weight)
+        super().__init__(model, X.shape[0], X.shape[1], m, counter, weight_total)
         self.X = X
         self.csr = (X.data, X.indices, X.indptr)
-        self.T = T if encoded else encode_targets(model, T, n_classes)
+        self.T = T if encoded else encode_targets(model, T, n_classes, sample_weight)
         self._csc: tuple | None = None
         self._scratch: np.ndarray | None = None
         # X^T D by per-block partials while they fit, else by the column pass over a CSC copy
@@ -70,20 +76,42 @@ class SparseObjective(Objective):
             self._scratch = np.empty((self.n_samples, self.n_outputs))
         return self._scratch
 
+    # Without weights the kernels' own means (S = n); with them the sums divided by S.
     def loss_grad(self, W, b, G_out, gb_out) -> float:
         self.counter.rows += self.n_samples
+        w, mean = self.weighted, not self.weighted
         if self.partials:
-            return ks.loss_grad(self.kind, self.csr, None, self.T, W, b, G_out, gb_out)
-        return ks.loss_grad(self.kind, self.csr, self.csc, self.T, W, b, G_out, gb_out,
-                            D_out=self._buffer())
+            loss = ks.loss_grad(self.kind, self.csr, None, self.T, W, b, G_out, gb_out,
+                                mean=mean, weighted=w)
+        else:
+            loss = ks.loss_grad(self.kind, self.csr, self.csc, self.T, W, b, G_out, gb_out,
+                                D_out=self._buffer(), mean=mean, weighted=w)
+        return loss if mean else self._scaled(loss, G_out, gb_out)
 
     def hessp(self, W, b, V, vb, H_out, hb_out) -> None:
         self.counter.rows += self.n_samples
+        w, mean = self.weighted, not self.weighted
         if self.partials:
-            ks.hessp(self.kind, self.csr, None, W, b, V, vb, H_out, hb_out)
-            return
-        ks.hessp(self.kind, self.csr, self.csc, W, b, V, vb, H_out, hb_out,
-                 U_out=self._buffer())
+            ks.hessp(self.kind, self.csr, None, W, b, V, vb, H_out, hb_out, mean=mean,
+                     T=self.T, weighted=w)
+        else:
+            ks.hessp(self.kind, self.csr, self.csc, W, b, V, vb, H_out, hb_out,
+                     U_out=self._buffer(), mean=mean, T=self.T, weighted=w)
+        if not mean:
+            self._scaled(0.0, H_out, hb_out)
+
+    def _scaled(self, total: float, G_out, gb_out) -> float:
+        """Sums over rows -> weighted means (divided by the weights' total S), in place."""
+        scale = 1.0 / self.weight_total
+        G_out *= scale
+        gb_out *= scale
+        return total / self.weight_total
+
+    def _targets_weights(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The targets without the weight column, and the weights (None: unweighted)."""
+        if not self.weighted:
+            return self.T, None
+        return np.ascontiguousarray(self.T[:, :-1]), np.ascontiguousarray(self.T[:, -1])
 
     def decision(self, W, b) -> np.ndarray:
         """Logits Z = X W + b (n, m). One pass over X."""
@@ -102,7 +130,9 @@ class SparseObjective(Objective):
         self._check_gram("the Gram matrix")
         if self._gram is None:
             self.counter.rows += self.n_samples
-            self._gram = ks.gram(self.csr, self.csc, self.T)
+            T, s = self._targets_weights()
+            A, C = ks.gram(self.csr, self.csc, T, weights=s, mean=False)
+            self._gram = (A / self.weight_total, C / self.weight_total)
         return self._gram[0].copy(), self._gram[1].copy()
 
     def logistic_hessian(self, w, b: float) -> np.ndarray:
@@ -111,17 +141,23 @@ class SparseObjective(Objective):
         w = np.ascontiguousarray(np.reshape(w, (-1, 1)), dtype=np.float64)
         z = ks.decision_function(self.csr, w, np.array([float(b)]), self.n_features)[:, 0]
         e = np.exp(-np.abs(z))
-        return ks.gram(self.csr, self.csc, self.T, weights=e / ((1.0 + e) * (1.0 + e)))[0]
+        T, s = self._targets_weights()
+        d = e / ((1.0 + e) * (1.0 + e))
+        H = ks.gram(self.csr, self.csc, T, weights=d if s is None else d * s, mean=False)[0]
+        return H / self.weight_total
 
     def classifies_all(self, W, b) -> bool:
         Z = self.decision(W, b)
+        T, s = self._targets_weights()
+        if s is not None:  # rows of weight 0 are not part of the loss
+            Z, T = Z[s > 0], T[s > 0]
         if self.model == "softmax":
             rows = np.arange(Z.shape[0])
-            cls = self.T[:, 0].astype(np.intp)
+            cls = T[:, 0].astype(np.intp)
             true = Z[rows, cls].copy()
             Z[rows, cls] = -np.inf
             return bool(np.all(true > Z.max(axis=1, initial=-np.inf)))
-        return bool(np.any(np.all(np.where(self.T > 0.5, Z, -Z) > 0, axis=0)))
+        return bool(np.any(np.all(np.where(T > 0.5, Z, -Z) > 0, axis=0)))
 
     def abs_max(self) -> float:
         data = self.X.data
@@ -132,7 +168,8 @@ class SparseObjective(Objective):
         objective's counter at their share of a pass."""
         Xs = self.X[np.asarray(rows)]
         return SparseObjective(self.model, Xs.tocsr(), np.ascontiguousarray(self.T[rows]),
-                               n_outputs=self.n_outputs, encoded=True, counter=self.counter)
+                               n_outputs=self.n_outputs, encoded=True, counter=self.counter,
+                               weight_total=self._share(len(rows)))
 
     def column_moments(self, max_rows: int = 20_000,
                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -149,6 +186,9 @@ class SparseObjective(Objective):
         """:meth:`Objective.lipschitz`'s sampled rows as a sparse float64 matrix (its power
         iteration then runs on sparse products)."""
         return self.X[rows].astype(np.float64)
+
+    def _power_weights(self, rows: np.ndarray) -> np.ndarray:
+        return self.T[rows, -1]
 
 
 _n_outputs = n_outputs  # the module function, under a name the constructor's argument leaves free

@@ -31,6 +31,7 @@ from .solvers import (
 )
 from .solvers._problem import ConvergenceWarning
 from .validation import check_hyperparameters, check_targets, check_X, warn_ineffective
+from .weights import row_weights
 
 # l2 has no lambda with W = 0: its grid is that of an elastic net with this L1 share (glmnet).
 L2_GRID_RATIO = 1e-3
@@ -75,20 +76,23 @@ class PathResult:
             residual=float(self.residual[i]), classes=self.classes, dtype=self.dtype)
 
 
-def intercept_only(model: str, T: np.ndarray, n_outputs: int) -> np.ndarray:
-    """The bias b0 (m,) minimising L(0, b): a closed form per model (T encoded)."""
-    if model == "linear":
-        return T.mean(axis=0)
+def intercept_only(model: str, T: np.ndarray, n_outputs: int,
+                   weights: np.ndarray | None = None) -> np.ndarray:
+    """The bias b0 (m,) minimising L(0, b): a closed form per model (T encoded without the
+    weight column; ``weights`` (n,) the rows' weights, whose means these then are)."""
     if model == "softmax":
-        freq = np.bincount(T[:, 0].astype(np.intp), minlength=n_outputs) / T.shape[0]
-        return np.log(freq)
-    p = T.mean(axis=0)  # logistic, multilabel, ovr: each column's share of ones
-    return np.log(p) - np.log1p(-p)
+        freq = np.bincount(T[:, 0].astype(np.intp), weights=weights, minlength=n_outputs)
+        return np.log(freq / freq.sum())
+    mean = np.average(T, axis=0, weights=weights)
+    if model == "linear":
+        return mean
+    return np.log(mean) - np.log1p(-mean)  # logistic, multilabel, ovr: the share of ones
 
 
 def lambda_max(objective: ArrayObjective, reg: str, l1_ratio: float) -> tuple[float, np.ndarray]:
     """(lam_max, b0): the smallest lambda whose optimum has W = 0, and that optimum's bias."""
-    b0 = intercept_only(objective.model, objective.T, objective.n_outputs)
+    T, weights = objective.targets()
+    b0 = intercept_only(objective.model, T, objective.n_outputs, weights)
     W0 = np.zeros((objective.n_features, objective.n_outputs))
     G0, gb0 = np.empty_like(W0), np.empty_like(b0)
     objective.loss_grad(W0, b0, G0, gb0)
@@ -104,7 +108,7 @@ def grid(lam_max: float, n_lams: int, lam_min_ratio: float) -> np.ndarray:
 def path(X, y, *, model: str, reg: str, n_lams: int = 100, lam_min_ratio: float | None = None,
          lams=None, l1_ratio: float | None = None, solver: str = "auto", tol: float = 1e-7,
          max_iter: int = 1000, seed: int = 0, dtype: str = "float64", screening: bool = True,
-         **solver_options) -> PathResult:
+         sample_weight=None, class_weight=None, **solver_options) -> PathResult:
     """Warm-started fits of F = L + R over a decreasing grid of lambdas.
 
     Parameters
@@ -116,6 +120,8 @@ def path(X, y, *, model: str, reg: str, n_lams: int = 100, lam_min_ratio: float 
     lams : explicit lambdas (sorted from largest to smallest here).
     l1_ratio : the L1 share of ``elasticnet`` (default 0.5).
     screening : strong-rule screening with a KKT check for penalties with an L1 part.
+    sample_weight, class_weight : row and class weights, as for :func:`fit` (lam_max is that
+        of the weighted loss).
 
     Returns
     -------
@@ -134,7 +140,9 @@ def path(X, y, *, model: str, reg: str, n_lams: int = 100, lam_min_ratio: float 
     Xc = check_X(X, dtype)
     T, classes = check_targets(model, y, Xc.shape[0])
     n, k = Xc.shape
-    objective = ArrayObjective(model, Xc, T, 0 if classes is None else len(classes))
+    weights = row_weights(model, sample_weight, class_weight, T, classes)
+    objective = ArrayObjective(model, Xc, T, 0 if classes is None else len(classes),
+                               sample_weight=weights)
     lam_max, b0 = lambda_max(objective, reg, ratio)
     lams_ = lambda_grid(lams, lam_max, n_lams, lam_min_ratio, n, k)
     run = _PathRun(objective, reg, ratio, solver, checked, tol, max_iter, seed,
@@ -264,11 +272,7 @@ class _PathRun:
             self.W[:] = 0.0
             return 0.0, None
         obj = self.obj
-        if len(cols) == obj.n_features:
-            sub = obj
-        else:
-            sub = ArrayObjective(obj.model, np.ascontiguousarray(obj.X[:, cols]), obj.T,
-                                 n_outputs=obj.n_outputs, encoded=True)
+        sub = obj if len(cols) == obj.n_features else obj.on_columns(cols)
         rows0 = sub.counter.rows
         chosen = (choose_auto(obj.model, self.reg, obj.n_samples, len(cols))
                   if self.solver == "auto" else self.solver)

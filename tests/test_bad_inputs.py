@@ -71,8 +71,8 @@ API_CASES = [
     ApiCase("misspelled-option", {"max_iters": 5}, TypeError, ["'max_iters'", "max_iter"]),
     ApiCase("option-of-another-solver", {"solver": "gd", "batch_size": 8}, TypeError,
             ["'batch_size'", "Options of gd", "step_rule"]),
-    ApiCase("feature-not-there-yet", {"class_weight": "balanced"}, TypeError,
-            ["'class_weight'", "not supported yet"]),
+    ApiCase("feature-not-there-yet", {"warm_start": True}, TypeError,
+            ["'warm_start'", "not supported yet"]),
     # every option type- and range-checked before work
     ApiCase("fractional-max-iter", {"max_iter": 1.5}, TypeError, ["max_iter=1.5", "integer"]),
     ApiCase("string-lam", {"reg": "l2", "lam": "0.1"}, TypeError, ["lam='0.1'", "number"]),

@@ -165,8 +165,6 @@ def _choose_sparse(model: str, reg: str, n_samples: int, n_features: int) -> str
 
 # Keywords people reach for that this API does not have (yet): say so instead of "unknown".
 NOT_YET = {
-    "sample_weight": "per-row weights are not supported yet (issue 12: sample and class weights)",
-    "class_weight": "class weights are not supported yet (issue 12: sample and class weights)",
     "warm_start": "warm starts are not supported yet (issue 12: regularisation paths)",
     "fit_intercept": "the bias is always fitted and never penalised (the lecture's model)",
 }
