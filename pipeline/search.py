@@ -153,6 +153,66 @@ def summary(rec: SearchRecord) -> dict[str, float]:
     return out
 
 
+CURVE_COLUMNS = ("lam_index", "lam", "log10_lam", "score", "se", "score_minus_se",
+                 "score_plus_se")
+PATH_COLUMNS = ("lam_index", "lam", "log10_lam", "nonzero_weights", "objective")
+
+
+def curve_table(rec: SearchRecord | None) -> dict[str, list[Any]]:
+    """The score per lambda as columns (a DVC plot file): the CV mean, its standard error and
+    mean -/+ se, or for ``path`` the validation score with the se columns empty (no folds).
+    ``None`` (search=none) gives the columns with no rows."""
+    cols: dict[str, list[Any]] = {k: [] for k in CURVE_COLUMNS}
+    if rec is None:
+        return cols
+    for i, lam in enumerate(rec.lams):
+        score, se, cv = float(rec.score[i]), float(rec.se[i]), rec.kind == "cv"
+        row = [i, float(lam), float(np.log10(lam)), score, se if cv else None,
+               score - se if cv else None, score + se if cv else None]
+        for k, v in zip(CURVE_COLUMNS, row, strict=True):
+            cols[k].append(v)
+    return cols
+
+
+def path_table(rec: SearchRecord | None) -> dict[str, list[Any]]:
+    """Non-zero weights and objective per lambda of the path: every lambda for ``path``, down
+    to the chosen one for ``cv`` (its refit's path stops there; no empty cells, which a plot
+    would draw as 0). ``None`` gives the columns with no rows."""
+    cols: dict[str, list[Any]] = {k: [] for k in PATH_COLUMNS}
+    if rec is None:
+        return cols
+    for i, lam in enumerate(rec.lams):
+        if not (np.isfinite(rec.n_nonzero[i]) and np.isfinite(rec.objective[i])):
+            continue
+        row = [i, float(lam), float(np.log10(lam)), int(rec.n_nonzero[i]),
+               float(rec.objective[i])]
+        for k, v in zip(PATH_COLUMNS, row, strict=True):
+            cols[k].append(v)
+    return cols
+
+
+def facts(rec: SearchRecord) -> dict[str, float]:
+    """What data and parameters determine of the choice (no timing): the chosen lambda, its
+    index (its row in ``curve_table``) and score, lam_min and lam_1se with their scores (the
+    standard error too for cv), as ``search/*`` names; DVC's metrics file nests them as
+    ``search.chosen_lam``, ... (``n_lams`` is a param already)."""
+
+    def at(lam: float) -> int:
+        return int(np.flatnonzero(rec.lams == lam)[0])
+
+    name, i = rec.scoring, at(rec.lam)
+    out = {"search/chosen_lam": rec.lam, "search/chosen_index": i,
+           f"search/chosen_{name}": float(rec.score[i]), "search/lam_min": rec.lam_min,
+           f"search/{name}_at_lam_min": float(rec.score[at(rec.lam_min)])}
+    if rec.kind == "cv":
+        out[f"search/chosen_{name}_se"] = float(rec.se[i])
+        out[f"search/{name}_se_at_lam_min"] = float(rec.se[at(rec.lam_min)])
+    if rec.lam_1se is not None:
+        out["search/lam_1se"] = rec.lam_1se
+        out[f"search/{name}_at_lam_1se"] = float(rec.score[at(rec.lam_1se)])
+    return out
+
+
 def plot(rec: SearchRecord, feature_names: list[str], out_dir: Path) -> list[Path]:
     """``search_path.png`` (coefficients against lambda) and ``search_score.png``."""
     import matplotlib

@@ -171,6 +171,38 @@ def load_model(folder: Path) -> Any:
         **{k: fit[k] for k in FIT_FIELDS})
 
 
+# ----------------------------------------------------------------------------- search record
+SEARCH_SCALARS = ("kind", "scoring", "lam", "lam_min", "lam_1se")
+SEARCH_ARRAYS = ("lams", "score", "se", "n_nonzero", "objective")
+
+
+def save_search(rec: Any, out: Path) -> None:
+    """A ``search.SearchRecord`` next to the model it chose (search=path / cv only, so the
+    files of search=none stay as they were): ``search.json`` and the coefficient path
+    ``search_W.npy``; its timing is left out."""
+    write_json(out / "search.json", {**{k: getattr(rec, k) for k in SEARCH_SCALARS},
+                                     **{k: np.asarray(getattr(rec, k)) for k in SEARCH_ARRAYS}})
+    _save(out / "search_W.npy", np.asarray(rec.W, dtype=np.float64))
+
+
+def load_search(folder: Path) -> Any:
+    """The ``SearchRecord`` that ``save_search`` wrote (NaN timing), or None if there is none."""
+    from pipeline.search import SearchRecord
+
+    path = folder / "search.json"
+    if not path.is_file():
+        return None
+    try:
+        rec: dict[str, Any] = json.loads(path.read_text())
+        W = np.load(folder / "search_W.npy", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise _missing(folder, err, "train") from None
+    arrays: dict[str, Any] = {
+        k: np.array([np.nan if v is None else v for v in rec[k]], dtype=np.float64)
+        for k in SEARCH_ARRAYS}
+    return SearchRecord(W=W, time_s=float("nan"), **arrays,
+                        **{k: rec[k] for k in SEARCH_SCALARS})
+
 
 # ----------------------------------------------------------------------------- dvc md5
 def dvc_md5(path: Path, root: Path = Path(".")) -> str:

@@ -3,10 +3,13 @@
 The stages of ``dvc.yaml``, run by DVC in the repository (or experiment workspace) root:
 
 - ``prepare``: dataset -> ``data/prepared/`` (split arrays, scaler, ``schema.json``);
-- ``train``: -> ``models/`` (weights, ``fit.json``) and ``plots/train/history.csv``; opens the
-  MLflow run, logs params, per-step metrics and the model;
-- ``evaluate``: -> ``metrics/eval.json`` and ``plots/eval/*.csv``; reopens the train run
-  (its id handed over in ``.dvc/tmp/``, outside every hashed output) and logs metrics and plots.
+- ``train``: -> ``models/`` (weights, ``fit.json``; with search=path / cv also the search's
+  record), ``plots/train/history.csv`` and ``plots/search/{curve,path}.csv`` (the score, and
+  non-zeros and objective, per lambda; header only for search=none); opens the MLflow run,
+  logs params, per-step metrics and the model;
+- ``evaluate``: -> ``metrics/eval.json`` (with a ``search`` group: the chosen lambda, lam_min,
+  lam_1se and their scores) and ``plots/eval/*.csv``; reopens the train run (its id handed
+  over in ``.dvc/tmp/``, outside every hashed output) and logs metrics and plots.
 
 What a run logs is decided in ``pipeline.experiment`` (shared with ``python -m pipeline``);
 this module keeps where parameters come from, the hashed outputs and the run hand-off. A user
@@ -39,8 +42,10 @@ from pipeline.stage_files import (
     fresh_folder,
     load_model,
     load_prepared,
+    load_search,
     save_model,
     save_prepared,
+    save_search,
     write_csv,
     write_json,
 )
@@ -51,6 +56,7 @@ MODELS = Path("models")
 METRICS = Path("metrics/eval.json")
 TRAIN_PLOTS = Path("plots/train")
 EVAL_PLOTS = Path("plots/eval")
+SEARCH_PLOTS = Path("plots/search")
 HANDOFF = Path(".dvc/tmp/pipeline-mlflow-run.json")  # not hashed: the run id differs per run
 STAGES = ("prepare", "train", "evaluate")
 
@@ -135,7 +141,7 @@ def prepare(params: Path = PARAMS) -> None:
 
 def train(params: Path = PARAMS) -> str:
     """Fit on ``data/prepared``; write ``models/`` and the history plot; log to a new run."""
-    from pipeline import experiment, tracking
+    from pipeline import experiment, search, tracking
 
     config = load_params(params)
     tracking.preload()
@@ -147,26 +153,37 @@ def train(params: Path = PARAMS) -> str:
         show = config.tracking.progress and sys.stderr.isatty()
         result = experiment.log_fit(tr, config, data, show)
         save_model(result, MODELS)
+        rec = getattr(result, "search", None)
+        if rec is not None:
+            save_search(rec, MODELS)
+        fresh_folder(SEARCH_PLOTS)
+        write_csv(SEARCH_PLOTS / "curve.csv", search.curve_table(rec))
+        write_csv(SEARCH_PLOTS / "path.csv", search.path_table(rec))
         _write_history(tr.rows)
         model_digest = digest(MODELS)
         tr.set_tags({"models.digest": model_digest})
         with tempfile.TemporaryDirectory(prefix="pipeline-train-") as tmp:
             experiment.log_model(tr, config, data, result, Path(tmp))
         write_json(HANDOFF, {"run_id": tr.run_id, "uri": uri, "models_digest": model_digest})
-    print(f"train: {result.solver}, {result.n_iter} steps, F={result.objective:.6g}, "
+    chosen = f"search={rec.kind} chose lam={rec.lam:.4g}, " if rec is not None else ""
+    print(f"train: {chosen}{result.solver}, {result.n_iter} steps, F={result.objective:.6g}, "
           f"{result.time_s:.3g} s -> {MODELS}/; mlflow run {tr.run_id}")
     return tr.run_id
 
 
 def _write_history(rows: list[tuple[int, dict[str, float]]]) -> None:
     """The per-step curves as columns ``step, objective, data_loss[, val_<score>]`` (the
-    ``step/`` prefix of their MLflow names dropped: a CSV has one group)."""
+    ``step/`` prefix of their MLflow names dropped: a CSV has one group). Only the ``step/``
+    rows: a search's per-lambda ``search/*`` rows go to ``plots/search/``."""
+    prefix = f"{metrics.STEP}{metrics.SEP}"
+    rows = [(s, {k: v for k, v in values.items() if k.startswith(prefix)}) for s, values in rows]
+    rows = [(s, values) for s, values in rows if values]
     names: list[str] = []
     for _, values in rows:
         names += [k for k in values if k not in names]
     cols: dict[str, list[Any]] = {"step": [s for s, _ in rows]}
     for k in names:
-        column = k.removeprefix(f"{metrics.STEP}{metrics.SEP}")
+        column = k.removeprefix(prefix)
         cols[column] = [values.get(k) for _, values in rows]
     write_csv(TRAIN_PLOTS / "history.csv", cols)
 
@@ -185,15 +202,19 @@ def _train_run(uri: str, model_digest: str) -> str | None:
 
 def evaluate(params: Path = PARAMS) -> str:
     """Score ``models/`` on every split; write metrics and plot data; log into the train run."""
-    from pipeline import experiment, tracking
+    from pipeline import experiment, search, tracking
 
     config = load_params(params)
     tracking.preload()
     data, result = load_prepared(PREPARED), load_model(MODELS)
+    rec = load_search(MODELS)  # search=path / cv: what the search chose, else None
     uri = experiment.check_store(config)
     final, test = experiment.evaluate(result, data)
     facts = experiment.solver_facts(result, result.reg)  # from fit.json
     facts.pop("fit/fit_time_s", None)  # a timing: never in a hashed output
+    if rec is not None:
+        result.search = rec  # the search's PNGs are logged with the others
+        facts.update(search.facts(rec))  # search.chosen_lam, search.lam_min, ...
     write_json(METRICS, metrics.nested({**final, **facts}))  # {"train": {"accuracy": ...}}
     _write_eval_plots(data, test)
     model_digest = digest(MODELS)
@@ -209,8 +230,8 @@ def evaluate(params: Path = PARAMS) -> str:
         stages = [s for s in done.split(",") if s]
         tr.set_tags({"dvc.stages": ",".join(stages + ["evaluate"] * ("evaluate" not in stages))})
         tr.log_artifacts([METRICS], "dvc")
-        tr.log_artifacts(sorted(EVAL_PLOTS.glob("*.csv")) + [TRAIN_PLOTS / "history.csv"],
-                         "dvc/plots")
+        tr.log_artifacts(sorted(EVAL_PLOTS.glob("*.csv")) + [TRAIN_PLOTS / "history.csv"]
+                         + sorted(SEARCH_PLOTS.glob("*.csv")) * (rec is not None), "dvc/plots")
         with tempfile.TemporaryDirectory(prefix="pipeline-evaluate-") as tmp:
             experiment.log_evaluation(tr, config, data, result, {**final, **facts}, test,
                                       Path(tmp))

@@ -11,6 +11,7 @@ depends on another having run.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -28,7 +30,8 @@ pytestmark = pytest.mark.xdist_group("dvc")
 GIT_ID = {"GIT_AUTHOR_NAME": "pipeline tests", "GIT_AUTHOR_EMAIL": "tests@example.invalid",
           "GIT_COMMITTER_NAME": "pipeline tests", "GIT_COMMITTER_EMAIL": "tests@example.invalid"}
 OUTPUTS = ("metrics/eval.json", "plots/train/history.csv", "plots/eval/confusion.csv",
-           "plots/eval/roc.csv", "plots/eval/predicted_vs_true.csv")
+           "plots/eval/roc.csv", "plots/eval/predicted_vs_true.csv", "plots/search/curve.csv",
+           "plots/search/path.csv")
 
 
 def _env() -> dict[str, str]:
@@ -201,6 +204,54 @@ def test_exp_run_with_hydra_overrides(repo, tmp_path):
 
 
 @pytest.mark.slow
+def test_exp_run_search_cv_reports_the_choice_and_the_curve(repo):
+    """search=cv: the choice in the metrics (dvc metrics show, exp show), one curve row per
+    lambda as a DVC plot with error bars, and the search's plots in the MLflow run."""
+    from mlflow.tracking import MlflowClient
+
+    n_lams = 12
+    dvc(repo, "exp", "run", "-n", "cv-l1", "-S", "search=cv", "-S", "reg=l1", "-S",
+        f"search.n_lams={n_lams}", "-S", "search.folds=3", "-S", "search.select=1se")
+    shown = json.loads(dvc(repo, "metrics", "show", "--json"))
+    (rev,) = shown.values()
+    s = rev["data"]["metrics/eval.json"]["data"]["search"]
+    assert 0 < s["lam_min"] <= s["lam_1se"] == s["chosen_lam"]
+    assert s["deviance_at_lam_min"] <= s["chosen_deviance"] == s["deviance_at_lam_1se"]
+    assert s["chosen_deviance"] <= s["deviance_at_lam_min"] + s["deviance_se_at_lam_min"]
+    with open(repo / "plots/search/curve.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["lam_index"]) for r in rows] == list(range(n_lams))
+    lams = [float(r["lam"]) for r in rows]
+    assert all(a > b for a, b in zip(lams, lams[1:], strict=False))
+    chosen = rows[s["chosen_index"]]
+    assert float(chosen["lam"]) == s["chosen_lam"]
+    assert float(chosen["score"]) == s["chosen_deviance"]
+    assert float(chosen["se"]) == s["chosen_deviance_se"]
+    for r in rows:
+        assert float(r["score_minus_se"]) <= float(r["score"]) <= float(r["score_plus_se"])
+    with open(repo / "plots/search/path.csv", newline="") as f:  # the refit's path: down to
+        points = list(csv.DictReader(f))  # the chosen lambda
+    assert [int(r["lam_index"]) for r in points] == list(range(s["chosen_index"] + 1))
+    assert int(points[0]["nonzero_weights"]) == 0 < int(points[-1]["nonzero_weights"])
+    exps = json.loads(dvc(repo, "exp", "show", "--json"))
+    (exp,) = [e for row in exps for e in row.get("experiments") or [] if e["name"] == "cv-l1"]
+    assert exp["revs"][0]["data"]["metrics"]["metrics/eval.json"]["data"]["search"] == s
+    plots = json.loads(dvc(repo, "plots", "show", "--json"))["data"]
+    spec = plots["search_score"][0]["content"]
+    assert len(spec["data"]["values"]) == n_lams
+    assert spec["layer"][0]["mark"]["type"] == "errorbar"
+    run = next(r for r in runs_of(f"sqlite:///{repo / 'mlflow.db'}")
+               if r.data.tags.get("dvc.exp_name") == "cv-l1")
+    assert run.info.status == "FINISHED" and run.data.tags["dvc.stages"] == "train,evaluate"
+    assert run.data.metrics["search/lam_1se"] == s["lam_1se"]
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    logged = {a.path for folder in ("plots", "dvc/plots")
+              for a in client.list_artifacts(run.info.run_id, folder)}
+    assert {"plots/search_score.png", "plots/search_path.png",
+            "dvc/plots/curve.csv"} <= logged
+
+
+@pytest.mark.slow
 def test_queued_experiments_land_in_the_repository_store(repo):
     names = ["q-lam01", "q-l1"]
     dvc(repo, "exp", "run", "--queue", "-n", names[0], "-S", "reg.lam=0.1")
@@ -250,3 +301,34 @@ def test_stage_files_round_trip_and_are_deterministic(tmp_path):
     for split in ("train", "val", "test"):
         assert (d2.X[split] == d.X[split]).all() and (d2.y[split] == d.y[split]).all()
     assert (predict_proba(r2, d2.X["test"]) == predict_proba(result, d.X["test"])).all()
+
+
+def test_search_record_round_trip_without_timing(tmp_path):
+    """The search's record beside the model loads back equal (its time left out), and its
+    curve table has one row per lambda (empty se for path, which has no folds)."""
+    from pipeline import config as cfgmod
+    from pipeline import data as datamod
+    from pipeline import search
+    from pipeline.stage_files import load_search, save_search
+    from tests.conftest import compose
+
+    config, _ = cfgmod.load(compose(["model=softmax", "dataset=iris", "reg=l1", "search=path",
+                                     "search.n_lams=6"]))
+    rec = search.run(config, datamod.load(config.dataset, "softmax", 0)).search
+    save_search(rec, tmp_path / "a")
+    save_search(rec, tmp_path / "b")
+    for name in ("search.json", "search_W.npy"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert "time" not in (tmp_path / "a" / "search.json").read_text()
+    back = load_search(tmp_path / "a")
+    for k in ("lams", "score", "se", "W", "n_nonzero", "objective"):
+        assert np.array_equal(getattr(back, k), getattr(rec, k), equal_nan=True), k
+    assert (back.kind, back.lam, back.lam_min, back.lam_1se) == ("path", rec.lam, rec.lam_min,
+                                                                  None)
+    table = search.curve_table(back)
+    assert table["lam_index"] == list(range(6)) and table["se"] == [None] * 6
+    points = search.path_table(back)
+    assert points["lam_index"] == list(range(6)) and points["nonzero_weights"][0] == 0
+    assert search.facts(back)["search/chosen_lam"] == rec.lam
+    assert load_search(tmp_path) is None
+    assert all(v == [] for v in {**search.curve_table(None), **search.path_table(None)}.values())
