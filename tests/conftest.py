@@ -1,8 +1,9 @@
 """Shared fixtures of the experiment-app tests: a pre-migrated MLflow store, the CLI, compose.
 
-A fresh SQLite store costs seconds to migrate, so each test worker migrates one once
-(session scope) and every test gets its own copy: tests never share or race on a store and
-nothing is written into the repository.
+A fresh SQLite store costs seconds to migrate, so one is migrated once per test run (session
+scope; under xdist the first worker migrates it and the others wait for it and use it) and every
+test gets its own copy: tests never share or race on a store and nothing is written into the
+repository.
 """
 
 from __future__ import annotations
@@ -25,13 +26,36 @@ REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
 
-@pytest.fixture(scope="session")
-def migrated_store(tmp_path_factory) -> Path:
-    """An empty, fully migrated SQLite store (one per test worker)."""
+def _migrate(path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    path = tmp_path_factory.mktemp("store") / "mlflow.db"
     MlflowClient(f"sqlite:///{path}").search_experiments()
+
+
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory) -> Path:
+    """An empty, fully migrated SQLite store, read only by copying (one per test run).
+
+    xdist workers of one run share the parent of their base temp folder: the first to get
+    the lock migrates the store there, the others wait on the lock and find it done.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        path = tmp_path_factory.mktemp("store") / "mlflow.db"
+        _migrate(path)
+        return path
+    import fcntl
+
+    shared = tmp_path_factory.getbasetemp().parent / "migrated-store"
+    shared.mkdir(exist_ok=True)
+    path = shared / "mlflow.db"
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not path.exists():
+            part = shared / "part" / "mlflow.db"  # a worker that failed may have left one
+            shutil.rmtree(part.parent, ignore_errors=True)
+            part.parent.mkdir()
+            _migrate(part)
+            os.replace(part, path)
     return path
 
 
