@@ -23,14 +23,26 @@ FULL_ERROR = "HYDRA_FULL_ERROR"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
     from pipeline import experiment, run
 
     try:
         config, runtime = cfgmod.load(cfg)
-        run.run(config, runtime)
+        res = run.run(config, runtime)
+        return sweep_objective(res.metrics, res.data.task)
     except experiment.reported(interrupts=False) as err:  # Ctrl-C: see cli()
         raise SystemExit(experiment.report(err)) from None
+
+
+SWEEP_METRIC = {"regression": "val/mse", "binary": "val/log_loss",
+                "multiclass": "val/log_loss", "multilabel": "val/hamming_loss"}
+
+
+def sweep_objective(metrics: dict[str, float], task: str) -> float | None:
+    """What a sweeper that optimises (``hydra/sweeper=optuna``, direction minimize) reads:
+    the validation split's loss of the run (None without a validation split)."""
+    value = metrics.get(SWEEP_METRIC[task])
+    return None if value is None else float(value)
 
 
 def hydra_line(err: BaseException) -> str:

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .api import decision_function, predict, predict_proba
-from .objectives import ArrayObjective
-from .paths import PathResult, lambda_grid, lambda_max, path
+from .paths import PathResult, data_objective, lambda_grid, lambda_max, path
 from .solvers import FitResult
 from .validation import check_targets, check_X
 from .weights import row_weights
@@ -69,8 +68,8 @@ def _score(name: str, fit: FitResult, X, y, T: np.ndarray, s: np.ndarray | None 
     from sklearn import metrics
 
     if name == "deviance":
-        objective = ArrayObjective(fit.model, X, T, 0 if fit.classes is None else
-                                   len(fit.classes), sample_weight=s)
+        objective = data_objective(fit.model, X, T, 0 if fit.classes is None else
+                                   len(fit.classes), s)
         G, gb = np.empty_like(fit.W), np.empty_like(fit.b)
         return objective.loss_grad(fit.W, fit.b, G, gb)
     if name in ("mse", "r2"):
@@ -142,13 +141,13 @@ def cv(X, y, *, model: str, reg: str, folds: int = 5, scoring: str | None = None
         raise ValueError(f"select={select!r} must be 'min' or '1se'")
     if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
         raise ValueError(f"n_jobs={n_jobs!r} must be an integer >= 1")
-    Xc = check_X(X, path_options.get("dtype", "float64"))
+    Xc = check_X(X, path_options.get("dtype", "float64"), accept_sparse=True)
     yc = np.asarray(y)
     n = Xc.shape[0]
     T, classes = check_targets(model, yc, n)
     s = row_weights(model, sample_weight, class_weight, T, classes)
     val_rows = _folds(model, yc, n, folds, seed)
-    full = ArrayObjective(model, Xc, T, 0 if classes is None else len(classes), sample_weight=s)
+    full = data_objective(model, Xc, T, 0 if classes is None else len(classes), s)
     ratio = 0.5 if l1_ratio is None else l1_ratio
     if reg == "none":
         raise ValueError("reg='none' has no lambda to choose: use pipeline.fit, or reg=l1, l2 "

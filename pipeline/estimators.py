@@ -37,29 +37,42 @@ class _LectureModel(BaseEstimator):
         self.dtype = dtype
 
     def _fit_options(self) -> dict:
-        return dict(model=self._model, reg=self.reg, l1_ratio=self.l1_ratio, solver=self.solver,
-                    tol=self.tol, max_iter=self.max_iter, seed=self.seed, dtype=self.dtype)
+        options = dict(model=self._model, reg=self.reg, l1_ratio=self.l1_ratio,
+                       solver=self.solver, tol=self.tol, max_iter=self.max_iter, seed=self.seed,
+                       dtype=self.dtype)
+        if hasattr(self, "class_weight"):
+            options["class_weight"] = self.class_weight
+        return options
 
     def _targets(self, y):
         return y
 
-    def _run(self, X, y):
+    def _run(self, X, y, sample_weight):
         """One fit at ``self.lam`` (the CV variants choose it instead)."""
-        return api.fit(X, y, lam=self.lam, **self._fit_options())
+        return api.fit(X, y, lam=self.lam, sample_weight=sample_weight, **self._fit_options())
 
-    def fit(self, X, y):
-        """Fit on X (n, k) and y; returns self."""
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32],
+    def fit(self, X, y, sample_weight=None):
+        """Fit on X (n, k) and y, with optional row weights (n,) (see :func:`pipeline.fit`:
+        the data loss is their weighted mean); returns self."""
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], accept_sparse="csr",
                              multi_output=self._model in ("linear", "multilabel"),
                              y_numeric=self._model == "linear")
         self._y_ndim = np.ndim(y)
-        self.result_ = self._run(X, self._targets(y))
+        if sample_weight is not None:
+            sample_weight = np.array(sample_weight, dtype=np.float64)  # a copy: never written
+        self.result_ = self._run(X, self._targets(y), sample_weight)
         self.n_iter_ = int(self.result_.n_iter)
         return self
 
     def _checked(self, X):
         check_is_fitted(self, "result_")
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return validate_data(self, X, dtype=[np.float64, np.float32], accept_sparse="csr",
+                             reset=False)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # CSR kernels; other formats converted to CSR once
+        return tags
 
     @property
     def coef_(self) -> np.ndarray:
@@ -126,7 +139,20 @@ class LinearRegressor(RegressorMixin, _LectureModel):
         return api.predict(self.result_, X)
 
 
-class LogisticClassifier(_Classifier):
+class _ClassWeighted:
+    """``class_weight``: None, ``"balanced"`` or a mapping label -> weight (as in
+    :func:`pipeline.fit`). Put first among the bases: its ``__init__`` is the signature."""
+
+    def __init__(self, reg: str = "l2", lam: float = 1e-2, l1_ratio: float | None = None,
+                 solver: str = "auto", tol: float = 1e-7, max_iter: int = 1000, seed: int = 0,
+                 dtype: str = "float64", class_weight=None):
+        _LectureModel.__init__(self, reg=reg, lam=lam, l1_ratio=l1_ratio,  # type: ignore
+                               solver=solver, tol=tol, max_iter=max_iter, seed=seed,
+                               dtype=dtype)
+        self.class_weight = class_weight
+
+
+class LogisticClassifier(_ClassWeighted, _Classifier):
     """Binary logistic regression (cross-entropy)."""
 
     _model = "logistic"
@@ -138,13 +164,13 @@ class LogisticClassifier(_Classifier):
         return tags
 
 
-class SoftmaxClassifier(_Classifier):
+class SoftmaxClassifier(_ClassWeighted, _Classifier):
     """The softmax classifier (multinomial cross-entropy) for two or more classes."""
 
     _model = "softmax"
 
 
-class OvRClassifier(_Classifier):
+class OvRClassifier(_ClassWeighted, _Classifier):
     """One-vs-rest: a binary logistic model per class, predicting the most probable."""
 
     _model = "ovr"
@@ -162,11 +188,11 @@ class MultiLabelClassifier(_Classifier):
     def _targets(self, y):
         return super()._targets(y) if np.ndim(y) == 1 else y
 
-    def _run(self, X, y):
+    def _run(self, X, y, sample_weight):
         options = self._fit_options()
         if np.ndim(y) == 1:
             options["model"] = "logistic"
-        return api.fit(X, y, lam=self.lam, **options)
+        return api.fit(X, y, lam=self.lam, sample_weight=sample_weight, **options)
 
     @property
     def classes_(self) -> np.ndarray:  # type: ignore[override]
@@ -206,23 +232,37 @@ class _CVModel:
         self.seed = seed
         self.dtype = dtype
 
-    def _run(self, X, y):
+    def _run(self, X, y, sample_weight):
         options = self._fit_options()  # type: ignore[attr-defined]
         self.cv_result_ = _cv(X, y, folds=self.folds, scoring=self.scoring,
-                              select=self.select, n_lams=self.n_lams, **options)
+                              select=self.select, n_lams=self.n_lams,
+                              sample_weight=sample_weight, **options)
         self.lam_ = self.cv_result_.lam
         return self.cv_result_.fit
+
+
+class _CVClassWeighted(_CVModel):
+    """A CV variant of a classifier: the CV parameters and ``class_weight``."""
+
+    def __init__(self, reg: str = "l1", l1_ratio: float | None = None, folds: int = 5,
+                 scoring: str | None = None, select: str = "min", n_lams: int = 100,
+                 solver: str = "auto", tol: float = 1e-7, max_iter: int = 1000, seed: int = 0,
+                 dtype: str = "float64", class_weight=None):
+        super().__init__(reg=reg, l1_ratio=l1_ratio, folds=folds, scoring=scoring,
+                         select=select, n_lams=n_lams, solver=solver, tol=tol,
+                         max_iter=max_iter, seed=seed, dtype=dtype)
+        self.class_weight = class_weight
 
 
 class LinearRegressorCV(_CVModel, LinearRegressor):
     """Linear regression with lambda chosen by cross-validation."""
 
 
-class LogisticClassifierCV(_CVModel, LogisticClassifier):
+class LogisticClassifierCV(_CVClassWeighted, LogisticClassifier):
     """Binary logistic regression with lambda chosen by cross-validation."""
 
 
-class SoftmaxClassifierCV(_CVModel, SoftmaxClassifier):
+class SoftmaxClassifierCV(_CVClassWeighted, SoftmaxClassifier):
     """The softmax classifier with lambda chosen by cross-validation."""
 
 

@@ -175,21 +175,32 @@ class Objective:
         """The weight total a sample of ``rows`` rows divides by (None: unweighted)."""
         return rows * (self.weight_total / self.n_samples) if self.weighted else None
 
-    def _sample_rows(self, max_rows: int, seed: int) -> np.ndarray:
-        """The rows of at most ``max_rows`` sorted random rows (all of them if fewer), float64."""
+    def _sample_rows(self, max_rows: int,
+                     seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """At most ``max_rows`` sorted random rows (all of them if fewer) of X as float64, and
+        their weights (None: unweighted, or weights all equal: the same moments)."""
         n = self.n_samples
         rows = (np.arange(n) if n <= max_rows
                 else np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False)))
-        return np.asarray(self.take(rows)[0], dtype=np.float64)
+        X, T = self.take(rows)
+        s = T[:, -1] if self.weighted else None
+        if s is not None and (not s.any() or np.all(s == s[0])):
+            s = None
+        return np.asarray(X, dtype=np.float64), s
 
     def column_moments(self, max_rows: int = 20_000,
                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation of each column, estimated on at most ``max_rows`` rows.
+        """Mean and standard deviation of each column, estimated on at most ``max_rows`` rows
+        (weighted means with weights, so that a fit with integer weights takes the steps of
+        the fit on repeated rows).
 
         Estimates suffice: they choose the solvers' coordinates (``solvers._scaling``), which
         are exact whatever the values. The sampled rows are copied, never X.
         """
-        Xs = self._sample_rows(max_rows, seed)
+        Xs, s = self._sample_rows(max_rows, seed)
+        if s is not None:
+            mean = s @ Xs / s.sum()
+            return mean, np.sqrt(s @ (Xs - mean) ** 2 / s.sum())
         mean = Xs.mean(axis=0)
         return mean, np.sqrt(np.mean((Xs - mean) ** 2, axis=0))
 

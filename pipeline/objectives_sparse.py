@@ -107,11 +107,18 @@ class SparseObjective(Objective):
         gb_out *= scale
         return total / self.weight_total
 
-    def _targets_weights(self) -> tuple[np.ndarray, np.ndarray | None]:
+    def targets(self) -> tuple[np.ndarray, np.ndarray | None]:
         """The targets without the weight column, and the weights (None: unweighted)."""
         if not self.weighted:
             return self.T, None
         return np.ascontiguousarray(self.T[:, :-1]), np.ascontiguousarray(self.T[:, -1])
+
+    def on_columns(self, cols: np.ndarray) -> SparseObjective:
+        """The same loss with only the features ``cols`` (a CSR copy of those columns): a
+        screened path's working set."""
+        return SparseObjective(self.model, self.X[:, cols].tocsr(), self.T,
+                               n_outputs=self.n_outputs, encoded=True,
+                               weight_total=self.weight_total if self.weighted else None)
 
     def decision(self, W, b) -> np.ndarray:
         """Logits Z = X W + b (n, m). One pass over X."""
@@ -130,7 +137,7 @@ class SparseObjective(Objective):
         self._check_gram("the Gram matrix")
         if self._gram is None:
             self.counter.rows += self.n_samples
-            T, s = self._targets_weights()
+            T, s = self.targets()
             A, C = ks.gram(self.csr, self.csc, T, weights=s, mean=False)
             self._gram = (A / self.weight_total, C / self.weight_total)
         return self._gram[0].copy(), self._gram[1].copy()
@@ -141,14 +148,14 @@ class SparseObjective(Objective):
         w = np.ascontiguousarray(np.reshape(w, (-1, 1)), dtype=np.float64)
         z = ks.decision_function(self.csr, w, np.array([float(b)]), self.n_features)[:, 0]
         e = np.exp(-np.abs(z))
-        T, s = self._targets_weights()
+        T, s = self.targets()
         d = e / ((1.0 + e) * (1.0 + e))
         H = ks.gram(self.csr, self.csc, T, weights=d if s is None else d * s, mean=False)[0]
         return H / self.weight_total
 
     def classifies_all(self, W, b) -> bool:
         Z = self.decision(W, b)
-        T, s = self._targets_weights()
+        T, s = self.targets()
         if s is not None:  # rows of weight 0 are not part of the loss
             Z, T = Z[s > 0], T[s > 0]
         if self.model == "softmax":
@@ -177,10 +184,15 @@ class SparseObjective(Objective):
         ``max_rows`` and ``seed`` are the dense estimate's and not needed here)."""
         k, n = self.n_features, self.n_samples
         data = self.X.data.astype(np.float64)
-        s1 = np.bincount(self.X.indices, weights=data, minlength=k)
-        s2 = np.bincount(self.X.indices, weights=data * data, minlength=k)
-        mean = s1 / n
-        return mean, np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
+        s = self.targets()[1]
+        if s is None or np.all(s == s[0]):  # equal weights: the same moments
+            w, total = data, float(n)
+        else:  # weighted, as the dense estimate
+            w, total = data * np.repeat(s, np.diff(self.X.indptr)), float(s.sum())
+        s1 = np.bincount(self.X.indices, weights=w, minlength=k)
+        s2 = np.bincount(self.X.indices, weights=w * data, minlength=k)
+        mean = s1 / total
+        return mean, np.sqrt(np.maximum(s2 / total - mean * mean, 0.0))
 
     def _power_rows(self, rows: np.ndarray):
         """:meth:`Objective.lipschitz`'s sampled rows as a sparse float64 matrix (its power

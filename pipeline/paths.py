@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .objectives import ArrayObjective
+from .objectives import ArrayObjective, Objective
 from .penalties import Penalty
 from .solvers import (
     SOLVERS,
@@ -30,7 +30,13 @@ from .solvers import (
     options_for,
 )
 from .solvers._problem import ConvergenceWarning
-from .validation import check_hyperparameters, check_targets, check_X, warn_ineffective
+from .validation import (
+    check_hyperparameters,
+    check_targets,
+    check_X,
+    is_sparse,
+    warn_ineffective,
+)
 from .weights import row_weights
 
 # l2 has no lambda with W = 0: its grid is that of an elastic net with this L1 share (glmnet).
@@ -89,7 +95,17 @@ def intercept_only(model: str, T: np.ndarray, n_outputs: int,
     return np.log(mean) - np.log1p(-mean)  # logistic, multilabel, ovr: the share of ones
 
 
-def lambda_max(objective: ArrayObjective, reg: str, l1_ratio: float) -> tuple[float, np.ndarray]:
+def data_objective(model: str, X, T: np.ndarray, n_classes: int,
+                   sample_weight: np.ndarray | None = None) -> Objective:
+    """The in-memory objective for a checked X: sparse (CSR) or dense."""
+    if is_sparse(X):
+        from .objectives_sparse import SparseObjective
+
+        return SparseObjective(model, X, T, n_classes, sample_weight=sample_weight)
+    return ArrayObjective(model, X, T, n_classes, sample_weight=sample_weight)
+
+
+def lambda_max(objective, reg: str, l1_ratio: float) -> tuple[float, np.ndarray]:
     """(lam_max, b0): the smallest lambda whose optimum has W = 0, and that optimum's bias."""
     T, weights = objective.targets()
     b0 = intercept_only(objective.model, T, objective.n_outputs, weights)
@@ -137,12 +153,11 @@ def path(X, y, *, model: str, reg: str, n_lams: int = 100, lam_min_ratio: float 
     if reg == "elasticnet" and ratio == 0.0:
         raise ValueError("l1_ratio=0 is the l2 penalty: use reg='l2' for its path")
     checked = check_solver_options(solver, solver_options)
-    Xc = check_X(X, dtype)
+    Xc = check_X(X, dtype, accept_sparse=True)  # sparse: CSR, never densified
     T, classes = check_targets(model, y, Xc.shape[0])
     n, k = Xc.shape
     weights = row_weights(model, sample_weight, class_weight, T, classes)
-    objective = ArrayObjective(model, Xc, T, 0 if classes is None else len(classes),
-                               sample_weight=weights)
+    objective = data_objective(model, Xc, T, 0 if classes is None else len(classes), weights)
     lam_max, b0 = lambda_max(objective, reg, ratio)
     lams_ = lambda_grid(lams, lam_max, n_lams, lam_min_ratio, n, k)
     run = _PathRun(objective, reg, ratio, solver, checked, tol, max_iter, seed,
@@ -197,16 +212,18 @@ class _Point:
 class _PathRun:
     """The state carried from one lambda to the next: the warm start and the last gradient."""
 
-    def __init__(self, objective: ArrayObjective, reg: str, l1_ratio: float, solver: str,
+    def __init__(self, objective, reg: str, l1_ratio: float, solver: str,
                  checked: dict, tol: float, max_iter: int, seed: int, screening: bool):
         self.obj, self.reg, self.l1_ratio = objective, reg, l1_ratio
         self.solver, self.checked = solver, checked
+        self.sparse = is_sparse(getattr(objective, "X", None))
         k, m = objective.n_features, objective.n_outputs
         # Linear models on the Gram (cd, closed form) pay one pass for it over the whole path
         # (the objective keeps it); screening would copy columns and form Grams anew.
         gram_based = objective.model == "linear" and (
             solver in ("cd", "closed_form")
-            or (solver == "auto" and choose_auto("linear", reg, objective.n_samples, k)
+            or (solver == "auto" and choose_auto("linear", reg, objective.n_samples, k,
+                                                 sparse=self.sparse)
                 in ("cd", "closed_form")))
         self.tol, self.max_iter, self.seed = tol, max_iter, seed
         self.screening = screening and not gram_based
@@ -256,11 +273,17 @@ class _PathRun:
     def _screen(self, a1: float) -> np.ndarray:
         """Features kept for this lambda: all without screening; else the sequential strong
         rule's survivors (at the first point: those whose gradient exceeds a1) and every
-        feature already non-zero. The KKT check after the fit corrects the rule's mistakes."""
+        feature already non-zero. The KKT check after the fit corrects the rule's mistakes.
+
+        While W = 0 satisfies the KKT conditions (every |gradient| within a1, up to the
+        rounding of lam_max's own ``k g / share``), no column is kept whatever the screening:
+        the point is the intercept-only optimum exactly, not a solver's rounding of it."""
         assert self.G is not None
+        g = np.abs(self.G).max(axis=1, initial=0.0)
+        if a1 > 0.0 and not self.W.any() and g.max(initial=0.0) <= a1 * (1.0 + 1e-14):
+            return np.zeros(self.obj.n_features, dtype=bool)
         if not self.screening:
             return np.ones(self.obj.n_features, dtype=bool)
-        g = np.abs(self.G).max(axis=1, initial=0.0)
         keep = g >= 2.0 * a1 - self.a1_prev if np.isfinite(self.a1_prev) else g > a1
         return keep | np.any(self.W != 0.0, axis=1)
 
@@ -274,7 +297,7 @@ class _PathRun:
         obj = self.obj
         sub = obj if len(cols) == obj.n_features else obj.on_columns(cols)
         rows0 = sub.counter.rows
-        chosen = (choose_auto(obj.model, self.reg, obj.n_samples, len(cols))
+        chosen = (choose_auto(obj.model, self.reg, obj.n_samples, len(cols), sparse=self.sparse)
                   if self.solver == "auto" else self.solver)
         self.solvers.add(chosen)
         with warnings.catch_warnings(record=True) as caught:

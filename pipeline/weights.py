@@ -46,7 +46,7 @@ def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray | None:
         raise ValueError(f"sample_weight has {int((s < 0).sum())} negative entries (first: row "
                          f"{i}, {s[i]}); weights must be >= 0 (0 leaves a row out)")
     if not s.any():
-        raise ValueError("sample_weight is 0 for every row: at least one row needs a positive "
+        raise ValueError("sample_weight is zero for every row: at least one row needs a positive "
                          "weight")
     return s
 
@@ -116,6 +116,6 @@ def row_weights(model: str, sample_weight, class_weight, T: np.ndarray,
     per_row = class_weights(class_weight, model, classes, codes, s)[codes]
     s = per_row if s is None else s * per_row
     if not s.any():
-        raise ValueError("class_weight (with sample_weight) gives every row the weight 0: at "
+        raise ValueError("class_weight (with sample_weight) gives every row a zero weight: at "
                          "least one row needs a positive weight")
     return s

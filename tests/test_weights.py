@@ -247,7 +247,7 @@ BAD = [
     ({"sample_weight": np.r_[np.nan, np.ones(39)]}, ValueError, "non-finite"),
     ({"sample_weight": np.ones(39)}, ValueError, "shape (40,)"),
     ({"sample_weight": np.ones((40, 1))}, ValueError, "shape (40,)"),
-    ({"sample_weight": np.zeros(40)}, ValueError, "0 for every row"),
+    ({"sample_weight": np.zeros(40)}, ValueError, "zero for every row"),
     ({"sample_weight": np.array(["a"] * 40)}, TypeError, "numbers"),
     ({"class_weight": {7: 2.0}}, ValueError, "class 7"),
     ({"class_weight": {1: -1.0}}, ValueError, ">= 0"),
