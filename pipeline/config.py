@@ -60,7 +60,12 @@ SOLVER_SCHEMAS: dict[str, type] = {name: spec.options for name, spec in SOLVER_R
 # ----------------------------------------------------------------------------- schemas
 @dataclass
 class ModelConfig:
+    """``class_weight`` (logistic, softmax, ovr): None, ``"balanced"`` or a map label ->
+    weight (``'model.class_weight={spam: 5.0}'``); typed ``Any`` because OmegaConf has no
+    ``str | dict``: ``validate`` checks it, the data layer checks its labels."""
+
     name: str = MISSING
+    class_weight: Any = None
 
 
 @dataclass
@@ -264,6 +269,7 @@ def validate(config: Config) -> None:
     problem = check_file(d) if isinstance(d, FileDatasetConfig) else None
     if problem:
         raise ConfigError(problem)
+    m.class_weight = _check_weights(config)
     _check_core_compatibility(m.name, r.name, s.name, config.backend.name)
     from .search import check_search
 
@@ -271,6 +277,46 @@ def validate(config: Config) -> None:
         check_search(config.search, m.name, r.name, config.backend.name, d.val_size)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+
+
+def _check_weights(config: Config) -> Any:
+    """``dataset.weight_column`` and ``model.class_weight`` where they apply (``none`` read
+    as null); returns the class weight to keep. The labels are checked against the data's
+    classes later (``data.class_weight_codes``)."""
+    from .weights import CLASS_WEIGHT_MODELS
+
+    d, model, cw = config.dataset, config.model.name, config.model.class_weight
+    if d.weight_column is not None and not isinstance(d, FileDatasetConfig):
+        raise ConfigError(f"dataset.weight_column={d.weight_column!r} is for dataset=file (a "
+                          f"column of your CSV or Parquet file); dataset={d.name} has none: "
+                          "drop dataset.weight_column, or use dataset=file dataset.path=... "
+                          "dataset.weight_column=<column>")
+    if cw is None or cw == "none":
+        cw = None
+    elif model not in CLASS_WEIGHT_MODELS:
+        raise ConfigError(f"model.class_weight is for the classifiers "
+                          f"{', '.join(CLASS_WEIGHT_MODELS)}; model={model} has no classes to "
+                          "weigh: weigh its rows with dataset.weight_column (a numeric column "
+                          "of a dataset=file), as sample_weight in pipeline.fit")
+    elif isinstance(cw, str):
+        if cw != "balanced":
+            raise ConfigError(f"model.class_weight={cw!r} is not allowed; allowed: null, "
+                              "balanced, or a map {label: weight} ('model.class_weight="
+                              "{spam: 5.0}')")
+    elif isinstance(cw, dict):
+        for label, value in cw.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"model.class_weight[{label!r}]={value!r}: a class weight "
+                                  "must be a finite number >= 0")
+    else:
+        raise ConfigError(f"model.class_weight={cw!r} is not allowed; allowed: null, "
+                          "balanced, or a map {label: weight} ('model.class_weight="
+                          "{spam: 5.0}')")
+    if (cw is not None or d.weight_column is not None) and config.backend.name == "cuda":
+        raise ConfigError("dataset.weight_column / model.class_weight are not supported on "
+                          "backend=cuda yet; use backend=cpu or backend=dask")
+    return cw
 
 
 def _check_dask(backend: BackendConfig) -> None:
@@ -448,13 +494,22 @@ def _schema_for(cfg: DictConfig) -> DictConfig:
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted keys for a (nested) dataclass: ``{"reg.lam": 0.1, ...}`` (MLflow params)."""
+    """Dotted keys for a (nested) dataclass: ``{"reg.lam": 0.1, ...}`` (MLflow params).
+
+    A mapping that is a field's value (``model.class_weight``) stays one param, written as on
+    the command line (``{spam: 5.0}``), not one param per label.
+    """
     is_instance = dataclasses.is_dataclass(config) and not isinstance(config, type)
-    items = dataclasses.asdict(config) if is_instance else config
+    items = ({f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+             if is_instance else config)
     out: dict[str, Any] = {}
     for key, value in items.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, dict) and is_instance:
+            out[name] = "{" + ", ".join(f"{k}: {v}" for k, v in value.items()) + "}"
+        elif isinstance(value, dict):
             out.update(flatten(value, name + "."))
         else:
             out[name] = value

@@ -30,13 +30,18 @@ MISSING_POLICIES = ("error", "mean", "median", "most_frequent")
 
 @dataclass
 class DatasetConfig:
-    """Common dataset fields. ``task`` is fixed for bundled and synthetic sets."""
+    """Common dataset fields. ``task`` is fixed for bundled and synthetic sets.
+
+    ``weight_column``: a user file's column of row weights (files only; here on every dataset
+    so that setting it elsewhere is a config error that says so, not an unknown key).
+    """
 
     name: str = MISSING
     source: str = "sklearn"
     task: str = "auto"
     val_size: float = 0.2
     test_size: float = 0.2
+    weight_column: str | None = None
 
 
 @dataclass
@@ -92,6 +97,20 @@ def check_file(d: FileDatasetConfig) -> str | None:
                 f"{', '.join(MISSING_POLICIES)}")
     if d.max_onehot < 1:
         return f"dataset.max_onehot={d.max_onehot!r} is out of range; allowed: >= 1"
+    w = d.weight_column
+    if w is not None:
+        if not w.strip():
+            return ("dataset.weight_column='' names no column; allowed: null or the name of a "
+                    "numeric column of the file")
+        if w in d.target:
+            return (f"dataset.weight_column={w!r} is also a target (dataset.target): the "
+                    "weights must be a column of their own")
+        if w in (d.features or []):
+            return (f"dataset.weight_column={w!r} is also listed in dataset.features: a row's "
+                    "weight is not a feature; drop it from dataset.features")
+        if isinstance(d.categorical, list | tuple) and w in d.categorical:
+            return (f"dataset.weight_column={w!r} is also listed in dataset.categorical: the "
+                    "weights must be numbers; drop it from dataset.categorical")
     value = d.categorical
     ok = (value is None or isinstance(value, str)
           or (isinstance(value, list | tuple) and all(isinstance(v, str | int) for v in value)))

@@ -3,7 +3,8 @@
 ``load()`` returns a ``Dataset``: a seeded train/validation/test split (stratified for classes),
 features standardised with statistics of the training split only, and targets encoded as the
 training core expects. A user file's categorical columns are one-hot encoded and its missing
-values filled with what the training split gives (``pipeline.tabular``). Everything that can
+values filled with what the training split gives (``pipeline.tabular``); its
+``dataset.weight_column`` gives row weights, split with the rows. Everything that can
 be wrong with the data (NaN, one class only, a continuous target for a classifier) is found
 here, before any MLflow run starts, and reported as a ``DataError`` that names the column.
 """
@@ -64,6 +65,9 @@ class Dataset:
     matrix (filled, one-hot), ``tables[split]`` the untouched rows of the file (what the
     logged model takes) and ``feature_names`` the encoded columns' names; ``facts`` are the
     ``data/*`` metrics of the run (unseen categories, filled cells).
+
+    ``weights[split]`` (n_split,): a file's ``dataset.weight_column`` (None without one), the
+    ``sample_weight`` of the fit and of every split's scores.
     """
 
     name: str
@@ -80,6 +84,7 @@ class Dataset:
     prep: tabular.Tabular | None = None
     tables: dict[str, Any] = field(default_factory=dict)
     facts: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, np.ndarray] | None = None
 
     def input_example(self, n: int = 5) -> Any:
         """The first ``n`` test rows as the logged model takes them (a DataFrame)."""
@@ -224,39 +229,48 @@ def decode_targets(data: Dataset, y: np.ndarray) -> np.ndarray:
     return data.classes[np.asarray(y, dtype=np.int64)]
 
 
-def _digest(X: np.ndarray, y: np.ndarray) -> str:
+def _digest(X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> str:
     h = hashlib.sha256(np.ascontiguousarray(X).tobytes())
     h.update(np.ascontiguousarray(y).astype(str if y.dtype.kind == "O" else y.dtype).tobytes())
+    _hash_weights(h, w)
     return h.hexdigest()[:16]
+
+
+def _hash_weights(h: Any, w: np.ndarray | None) -> None:
+    """Row weights into a digest (nothing without them: unweighted digests stay as they were)."""
+    if w is not None:
+        h.update(b"\0weights\0" + np.ascontiguousarray(w, dtype=np.float64).tobytes())
 
 
 def _file(d: FileDatasetConfig):
     """A user file: its feature table, targets, names, categorical columns and the numeric
     columns as floats; missing values (unless ``dataset.missing`` fills them) and inf are
     errors here, before any split."""
-    frame, y, inputs, targets, cats = sources.read_table(
-        d.path, list(d.target), d.features, DataError, categorical_spec(d.categorical))
+    frame, y, inputs, targets, cats, w = sources.read_table(
+        d.path, list(d.target), d.features, DataError, categorical_spec(d.categorical),
+        d.weight_column)
     counts = tabular.missing_counts(frame)
     if counts and d.missing == "error":
         raise DataError(tabular.missing_message(counts, len(frame)))
     numeric = [c for c in inputs if c not in cats]
     X_num = tabular.numeric_block(frame, numeric)
     _check_finite(X_num, y, numeric, targets, nan_ok=True)
-    return frame, y, inputs, targets, cats, X_num
+    return frame, y, inputs, targets, cats, X_num, w
 
 
-def load(d: DatasetConfig, model: str, seed: int) -> Dataset:
+def load(d: DatasetConfig, model: str, seed: int, class_weight: Any = None) -> Dataset:
     """Load, check, split and standardise ``d`` for ``model``; raise DataError when it can't fit.
 
     The targets pass the API's own check twice: whole (names what is wrong with the column)
     and as the training split ``pipeline.fit`` will get (a label that is constant there).
     A file's categories and fill values are learnt on the training split (``_encode``).
+    ``class_weight`` (``model.class_weight``): its labels are checked against the classes.
     """
-    frame, cats = None, None  # cats: a file's categorical columns (None: no encoding)
+    frame, cats, w = None, None, None  # cats: a file's categorical columns (None: no encoding)
     if isinstance(d, SyntheticDatasetConfig):
         source = sources.synthetic(d.task, d.n, d.k, d.n_outputs, d.noise, d.seed)
     elif isinstance(d, FileDatasetConfig):
-        frame, y, features, targets, cats, X = _file(d)
+        frame, y, features, targets, cats, X, w = _file(d)
         if not cats and d.missing == "error":  # numbers only: used as they are
             cats = None
         source = (X, y, features, targets, None)
@@ -281,6 +295,9 @@ def load(d: DatasetConfig, model: str, seed: int) -> Dataset:
         y_enc = y.astype(np.float64)
     parts = _split(len(y), y_enc, classes is not None, d.val_size, d.test_size, seed)
     _check_splits(parts, d)
+    weights = None if w is None else {s: w[idx] for s, idx in parts.items()}
+    if weights is not None:
+        _check_split_weights(weights, str(d.weight_column))
     tr = parts["train"]
     check_target(model, y_enc[tr], d.name, targets, " (its training split)")
     prep: tabular.Tabular | None = None
@@ -289,10 +306,10 @@ def load(d: DatasetConfig, model: str, seed: int) -> Dataset:
     if cats is not None:
         assert isinstance(d, FileDatasetConfig) and frame is not None
         prep, raw, facts = _encode(frame, parts, d, cats)
-        features, digest = prep.names, _frame_digest(frame, y)
+        features, digest = prep.names, _frame_digest(frame, y, w)
     else:
         raw = {split: X[idx] for split, idx in parts.items()}
-        digest = _digest(X, y)
+        digest = _digest(X, y, w)
     scaler = fit_scaler(raw["train"], y_enc[tr] if task == "regression" else None,
                         prep.onehot if prep is not None else None)
     Xs, ys = {}, {}
@@ -307,10 +324,57 @@ def load(d: DatasetConfig, model: str, seed: int) -> Dataset:
         names = [str(c) for c in classes]
     tables = ({s: frame.iloc[idx].reset_index(drop=True) for s, idx in parts.items()}
               if frame is not None and prep is not None else {})
-    return Dataset(name=d.name, task=task, feature_names=features, target_names=targets,
+    data = Dataset(name=d.name, task=task, feature_names=features, target_names=targets,
                    classes=classes, class_names=names or [], scaler=scaler, X=Xs, y=ys,
-                   raw=raw, digest=digest, prep=prep,
-                   tables=tables, facts=facts)
+                   raw=raw, digest=digest, prep=prep, tables=tables, facts=facts,
+                   weights=weights)
+    class_weight_codes(data, class_weight)
+    return data
+
+
+def _check_split_weights(weights: dict[str, np.ndarray], column: str) -> None:
+    """A split whose rows all weigh 0: nothing to fit (train) or no weighted score (val, test)."""
+    for split, w in weights.items():
+        if len(w) and not w.any():
+            why = ("nothing to fit" if split == "train" else "its weighted scores are undefined")
+            raise DataError(f"weight column {column!r} (dataset.weight_column) is 0 on every "
+                            f"row of the {split} split ({len(w)} rows): {why}; give some of "
+                            "its rows a positive weight, or change seed / the split sizes")
+
+
+def class_weight_codes(data: Dataset, class_weight: Any) -> Any:
+    """``model.class_weight`` as the core takes it for the encoded targets: None,
+    ``"balanced"``, or a map class index -> weight (``data.y`` holds indices into
+    ``data.classes``); a label the data do not have is a DataError naming their classes.
+    Labels match by value or by text (``{1: 2.0}`` and ``{"1": 2.0}`` name the class 1)."""
+    if class_weight is None or isinstance(class_weight, str):
+        return class_weight
+    if data.classes is None:
+        raise DataError(f"model.class_weight needs classes; dataset={data.name} is a "
+                        f"{data.task} task: weigh its rows with dataset.weight_column")
+    labels = data.classes.tolist()
+    out: dict[int, float] = {}
+    for key, value in dict(class_weight).items():
+        hits = [i for i, c in enumerate(labels) if _label(c) == _label(key)]
+        if not hits:
+            shown = ", ".join(map(str, labels[:20])) + (" ..." if len(labels) > 20 else "")
+            raise DataError(f"model.class_weight names the class {key!r}, which target "
+                            f"{', '.join(map(repr, data.target_names))} of dataset={data.name}"
+                            f" does not have; its classes: {shown}")
+        if hits[0] in out:
+            raise DataError(f"model.class_weight names the class {labels[hits[0]]!r} twice "
+                            f"(as {key!r} too); give each class one weight")
+        out[hits[0]] = float(value)
+    return out
+
+
+def _label(value: Any) -> str:
+    """A class label as text, numbers by value (1, 1.0 and "1" are one label)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
 
 
 def _encode(frame: Any, parts: dict[str, np.ndarray], d: FileDatasetConfig,
@@ -332,11 +396,12 @@ def _encode(frame: Any, parts: dict[str, np.ndarray], d: FileDatasetConfig,
     return prep, raw, facts
 
 
-def _frame_digest(frame: Any, y: np.ndarray) -> str:
-    """sha256 of a table (its values and column names) and the targets."""
+def _frame_digest(frame: Any, y: np.ndarray, w: np.ndarray | None = None) -> str:
+    """sha256 of a table (its values and column names), the targets and the row weights."""
     import pandas as pd
 
     h = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     h.update("\0".join(map(str, frame.columns)).encode())
     h.update(np.ascontiguousarray(y).astype(str if y.dtype.kind == "O" else y.dtype).tobytes())
+    _hash_weights(h, w)
     return h.hexdigest()[:16]

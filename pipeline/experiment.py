@@ -75,7 +75,7 @@ class Progress:
             W, b = np.asarray(rest[0]), np.asarray(rest[1])
             Z = self.data.X["val"] @ W.reshape(W.shape[0], -1) + b.reshape(-1)
             values[f"val_{self.val_name}"] = metrics.val_score(
-                self.data.task, self.data.y["val"], Z)
+                self.data.task, self.data.y["val"], Z, split_weights(self.data, "val"))
         self.tracker.add_step(int(step), metrics.grouped(metrics.STEP, values))
         self.steps += 1
         self.bar.update(1)
@@ -129,8 +129,33 @@ class CompileClock:
         return sum(max(0.0, min(b, end) - max(a, start)) for a, b in self.spans)
 
 
+def split_weights(data: datamod.Dataset, split: str) -> np.ndarray | None:
+    """The rows' weights of ``split`` (a file's ``dataset.weight_column``), else None."""
+    return None if data.weights is None else data.weights[split]
+
+
+def fit_weights(config: cfgmod.Config, data: datamod.Dataset) -> dict[str, Any]:
+    """``sample_weight`` and ``class_weight`` for the core's fit, path or cv on the training
+    split (class labels as indices into ``data.classes``, as ``data.y`` has them).
+
+    Raises ``DataError`` when the configured weights cannot be honoured: a weight column
+    that ``data`` does not carry (prepared data without weights: the DVC stages do not keep
+    them yet) must stop the fit, not let it train unweighted; a class the data lack.
+    """
+    column = getattr(config.dataset, "weight_column", None)
+    if column is not None and data.weights is None:
+        raise datamod.DataError(
+            f"dataset.weight_column={column!r} is set, but these data carry no row weights "
+            "(the DVC stages' data/prepared/ does not keep them yet) and training without "
+            "them would ignore the column: run `python -m pipeline` with it, or drop "
+            "dataset.weight_column")
+    return {"sample_weight": split_weights(data, "train"),
+            "class_weight": datamod.class_weight_codes(data, config.model.class_weight)}
+
+
 def fit(config: cfgmod.Config, data: datamod.Dataset, callback: Any) -> Any:
-    """``pipeline.fit`` on the training split with the configured model, penalty and solver.
+    """``pipeline.fit`` on the training split with the configured model, penalty and solver,
+    weighted by ``fit_weights``.
 
     The result's ``time_s`` excludes numba's compile and cache-load time inside the solver's
     window (which ends when the core returns); ``compile_time_s`` is all of it during the fit.
@@ -145,6 +170,7 @@ def fit(config: cfgmod.Config, data: datamod.Dataset, callback: Any) -> Any:
 
         most = int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))
         numba.set_num_threads(min(config.backend.threads, most))
+    weights = fit_weights(config, data)
     if config.search.name != "none":  # lambda chosen by pipeline.path / pipeline.cv
         from pipeline import search
 
@@ -164,7 +190,7 @@ def fit(config: cfgmod.Config, data: datamod.Dataset, callback: Any) -> Any:
                           max_iter=config.solver.max_iter, seed=config.seed,
                           dtype=config.backend.dtype, backend=config.backend.name,
                           backend_options=cfgmod.backend_options(config.backend),
-                          callback=callback, **cfgmod.solver_options(config.solver))
+                          callback=callback, **weights, **cfgmod.solver_options(config.solver))
     end = time.perf_counter()
     result.time_s = max(0.0, result.time_s - clock.within(end - result.time_s, end))
     result.compile_time_s = clock.total()
@@ -172,7 +198,8 @@ def fit(config: cfgmod.Config, data: datamod.Dataset, callback: Any) -> Any:
 
 
 def evaluate(result: Any, data: datamod.Dataset) -> tuple[dict[str, float], dict[str, Any]]:
-    """Metrics ``<split>/<name>`` on every split, and the core's test predictions/probas."""
+    """Metrics ``<split>/<name>`` on every split, and the core's test predictions/probas;
+    weighted by the split's row weights when the data have them (``data.weighted``)."""
     from pipeline import predict, predict_proba
 
     out: dict[str, float] = {}
@@ -183,11 +210,12 @@ def evaluate(result: Any, data: datamod.Dataset) -> tuple[dict[str, float], dict
             continue
         pred = predict(result, X)
         proba = None if data.task in ("regression", "multilabel") else predict_proba(result, X)
+        w = split_weights(data, split)
         if data.task == "regression":
             scores = metrics.score("regression", data.y_original(split),
-                                   datamod.decode_targets(data, pred))
+                                   datamod.decode_targets(data, pred), w=w)
         else:
-            scores = metrics.score(data.task, y, pred, proba)
+            scores = metrics.score(data.task, y, pred, proba, w)
         out.update(metrics.grouped(split, scores))
         if split == "test":
             test = {"pred": pred, "proba": proba}
@@ -261,6 +289,9 @@ def training_input(config: cfgmod.Config, data: datamod.Dataset) -> dict[str, An
         y = data.y_original("train")
     h = hashlib.sha256(np.ascontiguousarray(X).tobytes())
     h.update(np.ascontiguousarray(y).tobytes())
+    w = split_weights(data, "train")
+    if w is not None:  # the weights are part of what the model saw
+        h.update(b"\0weights\0" + w.tobytes())
     names = data.feature_names
     features: Any = X
     if len(set(names)) == len(names) == X.shape[1] and len(names) <= NAMED_COLUMNS_MAX:
@@ -309,8 +340,12 @@ def opened(uri: str, config: cfgmod.Config, name: str, tags: dict[str, str],
 
 def log_fit(tr: Any, config: cfgmod.Config, data: datamod.Dataset, show: bool,
             config_yaml: str = "") -> Any:
-    """Params, ``config.yaml``, the fit with its per-step metrics, solver facts and tags."""
-    tr.log_params(cfgmod.flatten(config))
+    """Params (and ``data.weighted``: whether fit and scores are weighted by
+    ``dataset.weight_column``), ``config.yaml``, the fit with its per-step metrics, solver
+    facts and tags."""
+    fit_weights(config, data)  # weights it cannot honour: an error before anything is logged
+    tr.log_params({**cfgmod.flatten(config),
+                   "data.weighted": str(data.weights is not None).lower()})
     tr.log_text(config_yaml or cfgmod.to_yaml(config), "config.yaml")
     tr.log_dataset(**training_input(config, data))
     tr.log_metrics(data.facts)  # a file's data/* facts: one-hot columns, unseen categories

@@ -75,8 +75,10 @@ class SearchRecord:
 
 
 def run(config: Any, data: Any) -> Any:
-    """The chosen fit (a FitResult with ``.search``, a :class:`SearchRecord`)."""
+    """The chosen fit (a FitResult with ``.search``, a :class:`SearchRecord`), weighted as
+    ``experiment.fit_weights`` says (path: the validation score weighted by the split's rows)."""
     from .cv import _score, cv
+    from .experiment import fit_weights, split_weights
     from .paths import path
 
     s, t0 = config.search, time.perf_counter()
@@ -85,7 +87,8 @@ def run(config: Any, data: Any) -> Any:
                   lam_min_ratio=s.lam_min_ratio,
                   l1_ratio=config.reg.l1_ratio if config.reg.name == "elasticnet" else None,
                   solver=config.solver.name, tol=config.solver.tol,
-                  max_iter=config.solver.max_iter, seed=config.seed, dtype=config.backend.dtype)
+                  max_iter=config.solver.max_iter, seed=config.seed, dtype=config.backend.dtype,
+                  **fit_weights(config, data))
     if s.name == "cv":
         C = cv(X, y, folds=s.folds, scoring=s.scoring, select=s.select, **common)
         P, fit = C.path, C.fit
@@ -100,7 +103,8 @@ def run(config: Any, data: Any) -> Any:
         scoring = "deviance" if s.scoring is None else s.scoring
         Tv, classes = check_targets(config.model.name, data.y["val"], len(data.y["val"]))
         Tv = encode_targets(config.model.name, Tv, 0 if classes is None else len(classes))
-        score = np.array([_score(scoring, P.at(lam), data.X["val"], data.y["val"], Tv)
+        sv = split_weights(data, "val")
+        score = np.array([_score(scoring, P.at(lam), data.X["val"], data.y["val"], Tv, sv)
                           for lam in P.lams])
         from .cv import SCORINGS
 

@@ -97,19 +97,22 @@ def synthetic(task: str, n: int, k: int, n_outputs: int, noise: float, seed: int
     return X, (Z > 0).astype(np.float64), features, [f"label{c}" for c in range(m)], None
 
 
-Table = tuple[Any, np.ndarray, list[str], list[str], list[str]]
+Table = tuple[Any, np.ndarray, list[str], list[str], list[str], np.ndarray | None]
 
 
 def read_table(path_str: str, target: list[str], features: list[str] | None,
-               error: type[Exception], categorical: str | list[str] | None = None) -> Table:
+               error: type[Exception], categorical: str | list[str] | None = None,
+               weight: str | None = None) -> Table:
     """Columns of a CSV or Parquet file; every non-target column is a feature by default.
 
-    Returns ``(frame, y, feature_names, target_names, categorical)``: the feature columns as a
-    DataFrame (as read: numbers, text, categories, missing values), the targets as stored and
-    the categorical feature columns (``categorical``: ``"auto"`` picks the object, string and
-    category columns; a list names them). Whatever is wrong with the file (missing, a folder,
-    unreadable, empty, damaged, a column that is not there, a text column not declared
-    categorical) raises ``error`` naming ``dataset.path`` or the column and the fix.
+    Returns ``(frame, y, feature_names, target_names, categorical, weights)``: the feature
+    columns as a DataFrame (as read: numbers, text, categories, missing values), the targets
+    as stored, the categorical feature columns (``categorical``: ``"auto"`` picks the object,
+    string and category columns; a list names them) and the ``weight`` column's checked row
+    weights (float64 (n,); None without one: it is never a feature). Whatever is wrong with the
+    file (missing, a folder, unreadable, empty, damaged, a column that is not there, a text
+    column not declared categorical, a bad weight) raises ``error`` naming ``dataset.path`` or
+    the column and the fix.
     """
     import pandas as pd
 
@@ -121,13 +124,15 @@ def read_table(path_str: str, target: list[str], features: list[str] | None,
     columns = list(frame.columns)
     named = list(categorical) if isinstance(categorical, list | tuple) else []
     for col, field in [*[(c, "dataset.target/features") for c in list(target)
-                         + list(features or [])], *[(c, "dataset.categorical") for c in named]]:
+                         + list(features or [])], *[(c, "dataset.categorical") for c in named],
+                       *[(c, "dataset.weight_column") for c in [weight] if c is not None]]:
         if col not in frame.columns:
             shown = ", ".join(repr(c[:40]) for c in columns[:20])
             more = f" and {len(columns) - 20} more" if len(columns) > 20 else ""
             raise error(f"column {col!r} ({field}) is not in "
                         f"{Path(path_str).name}; its columns: {shown}{more}")
-    names = list(features) if features else [c for c in columns if c not in target]
+    names = (list(features) if features
+             else [c for c in columns if c not in target and c != weight])
     both = [c for c in names if c in target]
     if both:
         raise error(f"column {both[0]!r} is both a target and a feature (dataset.features); "
@@ -150,8 +155,34 @@ def read_table(path_str: str, target: list[str], features: list[str] | None,
             raise error(f"feature column {c!r} is not numeric (dtype {frame[c].dtype}); "
                         f"allowed: numeric columns and categorical ones; {hint}")
     y = frame[target[0]].to_numpy() if len(target) == 1 else frame[target].to_numpy()
+    w = None if weight is None else row_weights(frame[weight], weight, error)
     return (frame[names], y, [str(c) for c in names], [str(c) for c in target],
-            [str(c) for c in cats])
+            [str(c) for c in cats], w)
+
+
+def row_weights(col: Any, name: str, error: type[Exception]) -> np.ndarray:
+    """A weight column as float64 (n,), by ``pipeline.weights.check_sample_weight``'s rules
+    (the API's, the only copy): numbers, finite, >= 0, not all 0; else ``error`` naming the
+    column, what is wrong, how many rows and the first."""
+    import pandas as pd
+
+    from pipeline.weights import check_sample_weight
+
+    where = f"weight column {name!r} (dataset.weight_column)"
+    if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+        raise error(f"{where} is not numeric (dtype {col.dtype}); allowed: numbers >= 0, one "
+                    "per row (0 leaves a row out)")
+    missing = np.flatnonzero(pd.isna(col).to_numpy())
+    if missing.size:
+        raise error(f"{where} has missing values ({missing.size} of {len(col)} rows, e.g. row "
+                    f"{missing[0]}); every row needs a weight >= 0: fill them (0 leaves a row "
+                    "out) or drop those rows")
+    try:
+        w = check_sample_weight(col.to_numpy(dtype=np.float64), len(col))
+    except (TypeError, ValueError) as err:
+        raise error(str(err).replace("sample_weight", where)) from None
+    assert w is not None
+    return w
 
 
 def _is_text(col: Any) -> bool:
