@@ -84,11 +84,22 @@ def digest(folder: Path) -> str:
 
 # ----------------------------------------------------------------------------- prepared data
 def save_prepared(data: Any, out: Path) -> None:
-    """A ``data.Dataset`` as ``.npy`` arrays plus ``schema.json``."""
+    """A ``data.Dataset`` as ``.npy`` arrays plus ``schema.json``; a file's encoding and fills
+    (``prep_*.npy``, ``tabular.json``: ``pipeline.tabular``) and row weights (``w_*.npy``)
+    only when it has them, so the folders of other data sets stay as they were."""
+    from pipeline import tabular
+
     fresh_folder(out)
     for split in SPLITS:
         for kind, arrays in (("X", data.X), ("y", data.y), ("raw", data.raw)):
             _save(out / f"{kind}_{split}.npy", arrays[split])
+        if getattr(data, "weights", None) is not None:
+            _save(out / f"w_{split}.npy", data.weights[split])
+    arrays, extra = tabular.prepared_files(data)
+    for name, a in arrays.items():
+        _save(out / f"{name}.npy", a)
+    if extra:
+        write_json(out / "tabular.json", extra)
     s = data.scaler
     for name in SCALER:
         _save(out / f"scaler_{name}.npy", getattr(s, name))
@@ -126,12 +137,19 @@ def load_prepared(folder: Path) -> Any:
     if absent:
         raise _missing(folder, ValueError(f"no {absent[0]}.npy"), "prepare")
     scaler = datamod.Scaler(**{k: arr[f"scaler_{k}"] for k in SCALER})
-    return datamod.Dataset(
+    ds = datamod.Dataset(
         name=schema["name"], task=schema["task"], feature_names=schema["feature_names"],
         target_names=schema["target_names"], classes=arr.get("classes"),
         class_names=schema["class_names"], scaler=scaler,
         X={s: arr[f"X_{s}"] for s in SPLITS}, y={s: arr[f"y_{s}"] for s in SPLITS},
         raw={s: arr[f"raw_{s}"] for s in SPLITS}, digest=schema["digest"])
+    if all(f"w_{s}" in arr for s in SPLITS):
+        ds.weights = {s: arr[f"w_{s}"] for s in SPLITS}
+    extra_file = folder / "tabular.json"
+    extra = json.loads(extra_file.read_text()) if extra_file.exists() else {}
+    from pipeline import tabular
+
+    return tabular.restore_prepared(ds, arr, extra)
 
 
 # ----------------------------------------------------------------------------- model files
