@@ -146,9 +146,9 @@ def fit_weights(config: cfgmod.Config, data: datamod.Dataset) -> dict[str, Any]:
     if column is not None and data.weights is None:
         raise datamod.DataError(
             f"dataset.weight_column={column!r} is set, but these data carry no row weights "
-            "(the DVC stages' data/prepared/ does not keep them yet) and training without "
-            "them would ignore the column: run `python -m pipeline` with it, or drop "
-            "dataset.weight_column")
+            "(a data/prepared/ folder written before the prepare stage kept them), and "
+            "training without them would ignore the column: run the prepare stage again "
+            "(`dvc repro`), or drop dataset.weight_column")
     return {"sample_weight": split_weights(data, "train"),
             "class_weight": datamod.class_weight_codes(data, config.model.class_weight)}
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kernels.gram import blas_single_thread
+
 from .objectives import ArrayObjective, Objective
 from .penalties import Penalty
 from .solvers import (
@@ -232,6 +234,7 @@ class _PathRun:
         self.a1_prev = np.inf
         self.solvers: set[str] = set()
         self.warnings: list[str] = []
+        self._sub: tuple[np.ndarray, Objective] | None = None  # the last working set's copy
 
     def point(self, lam: float, b0: np.ndarray) -> _Point:
         t0 = time.perf_counter()
@@ -295,13 +298,19 @@ class _PathRun:
             self.W[:] = 0.0
             return 0.0, None
         obj = self.obj
-        sub = obj if len(cols) == obj.n_features else obj.on_columns(cols)
+        if len(cols) == obj.n_features:
+            sub = obj
+        elif self._sub is not None and np.array_equal(self._sub[0], cols):
+            sub = self._sub[1]  # the same working set as the last point: its copy again
+        else:
+            sub = obj.on_columns(cols)
+            self._sub = (cols, sub)
         rows0 = sub.counter.rows
         chosen = (choose_auto(obj.model, self.reg, obj.n_samples, len(cols), sparse=self.sparse)
                   if self.solver == "auto" else self.solver)
         self.solvers.add(chosen)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warnings.catch_warnings(record=True) as caught, blas_single_thread():
+            warnings.simplefilter("always")  # BLAS on one thread: as in pipeline.fit
             options = options_for(chosen, self.checked, self.solver)
             problem = Problem(sub, pen, self.tol, self.max_iter, seed=self.seed)
             res = SOLVERS[chosen].fn(problem, np.ascontiguousarray(self.W[cols]),

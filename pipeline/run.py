@@ -53,7 +53,8 @@ def run(config: cfgmod.Config, runtime: cfgmod.Runtime | None = None,
             runtime.output_dir = tmp
             return run(config, runtime, quiet)
     tracking.preload()
-    data = datamod.load(config.dataset, config.model.name, config.seed)
+    data = datamod.load(config.dataset, config.model.name, config.seed,
+                        config.model.class_weight)  # class labels checked before a run opens
     out_dir = Path(runtime.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     uri = experiment.check_store(config)  # the last check: after it, a run opens

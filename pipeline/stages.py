@@ -133,7 +133,8 @@ def prepare(params: Path = PARAMS) -> None:
     from pipeline import data as datamod
 
     config = load_params(params)
-    data = datamod.load(config.dataset, config.model.name, config.seed)
+    data = datamod.load(config.dataset, config.model.name, config.seed,
+                        config.model.class_weight)
     save_prepared(data, PREPARED)
     print(f"prepare: {data.name} ({data.task}), rows "
           + ", ".join(f"{s} {len(data.y[s])}" for s in SPLITS) + f" -> {PREPARED}/")

@@ -219,8 +219,8 @@ def test_class_weight_labels_are_checked_against_the_data(tmp_path):
 
 
 def test_prepared_data_without_the_weights_stop_the_fit(tmp_path):
-    """The DVC stages' data/prepared/ keeps no weights yet: training from it must fail,
-    not quietly fit unweighted."""
+    """Data without the weights the config names (a data/prepared/ written before the
+    prepare stage kept them): training from them must fail, not quietly fit unweighted."""
     config = _config(_csv(tmp_path, _frame()))
     d = dataclasses.replace(_load(config), weights=None)
     with pytest.raises(data.DataError, match="carry no row weights"):
