@@ -289,7 +289,7 @@ class ArrayObjective(Objective):
     def on_columns(self, cols: np.ndarray) -> ArrayObjective:
         """The same loss with only the features ``cols`` (a copy of those columns; the rows,
         targets and weights shared): a screened path's working set."""
-        return ArrayObjective(self.model, np.ascontiguousarray(self.X[:, cols]), self.T,
+        return ArrayObjective(self.model, np.take(self.X, cols, axis=1), self.T,  # 6x X[:, c]
                               n_outputs=self.n_outputs, encoded=True,
                               weight_total=self.weight_total if self.weighted else None)
 
