@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import cli_env, runs_of
+from tests.conftest import cli_env, compose, runs_of
 
 NO_NUMBA = """
 import sys
@@ -82,25 +82,46 @@ BAD = [
     (["model=logistic", "dataset=diabetes"], ["model=logistic", "diabetes", "linear"]),
     (["solver=lbfgs", "reg=l1"], ["lbfgs", "l1", "agd"]),
 ]
-
-
-@pytest.mark.parametrize("args, words", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_input_fails_at_start_with_its_message_and_no_run(cli, store, args, words):
-    res = cli(*args, f"tracking.uri={store}")
-    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
-    for w in words:
-        assert w in res.stderr, (w, res.stderr[-2000:])
-    assert not [r for r in runs_of(store) if r.info.status == "RUNNING"]
-    assert runs_of(store) == []
-
-
-@pytest.mark.parametrize("column, target, model, words", [
+BAD_DATA = [  # (column, target, model, words)
     ("nan", "y", "linear", ["'b'", "NaN"]),
     ("one", "k", "logistic", ["'k'", "one class"]),
     ("cont", "y", "logistic", ["'y'", "continuous"]),
-])
-def test_bad_data_in_a_user_file_names_the_column(cli, store, tmp_path, column, target, model,
-                                                   words):
+]
+
+# Command lines that must fail at start. A child each cost a Python start and the imports;
+# one child runs them all instead, each as ``python -m pipeline`` runs (runpy on the package's
+# __main__, a fresh Hydra), in its own folder, with its own store and its own stderr (fd 2).
+FAILING = r"""
+import pipeline  # first, as python -m pipeline: the pins before numpy
+import json, os, runpy, sys, traceback
+from hydra.core.global_hydra import GlobalHydra
+
+codes = {}
+for case in json.loads(sys.argv[1]):
+    os.chdir(case["cwd"])
+    sys.argv = ["pipeline", *case["args"]]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open("stderr.txt", "w") as err:
+        os.dup2(err.fileno(), 2)
+        try:
+            runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+            codes[case["id"]] = 0
+        except SystemExit as stop:
+            codes[case["id"]] = stop.code
+        except BaseException:
+            traceback.print_exc()
+            codes[case["id"]] = "raised"
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+    GlobalHydra.instance().clear()
+print(json.dumps(codes))
+"""
+
+
+def _bad_frame(column: str):
     import pandas as pd
 
     rng = np.random.default_rng(0)
@@ -108,12 +129,54 @@ def test_bad_data_in_a_user_file_names_the_column(cli, store, tmp_path, column, 
     frame["y"], frame["k"] = frame.a * 2.5, 1
     if column == "nan":
         frame.loc[3, "b"] = np.nan
-    frame.to_parquet(tmp_path / "d.parquet")
-    res = cli("dataset=file", f"dataset.path={tmp_path / 'd.parquet'}",
-              f"dataset.target=[{target}]", f"model={model}", f"tracking.uri={store}")
-    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    return frame
+
+
+@pytest.fixture(scope="module")
+def failed_at_start(tmp_path_factory, migrated_store) -> dict[str, tuple[object, str, str]]:
+    """Every case of BAD and BAD_DATA run once: id -> (exit code, stderr, store URI)."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("failing")
+    cases = []
+    runs = [(" ".join(args), list(args)) for args, _ in BAD]
+    for column, target, model, _ in BAD_DATA:
+        folder = base / f"data-{column}"
+        folder.mkdir()
+        _bad_frame(column).to_parquet(folder / "d.parquet")
+        runs.append((f"data-{column}", ["dataset=file", f"dataset.path={folder / 'd.parquet'}",
+                                        f"dataset.target=[{target}]", f"model={model}"]))
+    for i, (key, args) in enumerate(runs):
+        folder = base / f"case{i}"
+        folder.mkdir()
+        shutil.copy(migrated_store, folder / "mlflow.db")
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        cases.append({"id": key, "cwd": str(folder), "args": [*args, f"tracking.uri={uri}"],
+                      "uri": uri})
+    proc = subprocess.run([sys.executable, "-c", FAILING, json.dumps(cases)], cwd=base,
+                          env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    codes = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {c["id"]: (codes[c["id"]], (Path(c["cwd"]) / "stderr.txt").read_text(), c["uri"])
+            for c in cases}
+
+
+@pytest.mark.parametrize("args, words", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_fails_at_start_with_its_message_and_no_run(failed_at_start, args, words):
+    code, stderr, store = failed_at_start[" ".join(args)]
+    assert code == 2 and "Traceback" not in stderr, stderr[-2000:]
     for w in words:
-        assert w in res.stderr, (w, res.stderr[-2000:])
+        assert w in stderr, (w, stderr[-2000:])
+    assert not [r for r in runs_of(store) if r.info.status == "RUNNING"]
+    assert runs_of(store) == []
+
+
+@pytest.mark.parametrize("column, target, model, words", BAD_DATA)
+def test_bad_data_in_a_user_file_names_the_column(failed_at_start, column, target, model, words):
+    code, stderr, store = failed_at_start[f"data-{column}"]
+    assert code == 2 and "Traceback" not in stderr, stderr[-2000:]
+    for w in words:
+        assert w in stderr, (w, stderr[-2000:])
     assert runs_of(store) == []
 
 
@@ -143,12 +206,15 @@ def test_multirun_makes_one_parent_and_six_children(cli, store, tmp_path):
 
 @pytest.mark.slow
 def test_joblib_multirun_on_a_fresh_store(cli, tmp_path):
+    """Two jobs, one per joblib worker, both starting at once on a store nobody has created
+    yet; the six-job sweep's parent and children are checked above (the basic launcher)."""
     fresh = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
     (tmp_path / "fresh").mkdir()
-    res = cli(*SWEEP, f"tracking.uri={fresh}", "hydra/launcher=joblib",
+    sweep = ["-m", "model=logistic,softmax", "reg=l1", *SWEEP[3:]]
+    res = cli(*sweep, f"tracking.uri={fresh}", "hydra/launcher=joblib",
               "hydra.launcher.n_jobs=2", timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    _sweep_checks(fresh, tmp_path)
+    _sweep_checks(fresh, tmp_path, n_jobs=2)
 
 
 def _free_port() -> int:
@@ -166,8 +232,13 @@ def _get(url: str, body: dict | None = None) -> dict:
 
 @pytest.mark.slow
 def test_mlflow_server_lists_runs_and_metric_histories(cli, store, tmp_path):
-    first = cli("dataset=iris", "model=softmax", f"tracking.uri={store}")
-    assert first.returncode == 0, first.stderr[-3000:]
+    from pipeline import run
+    from pipeline.config import Runtime
+
+    # a run already in the store (written in-process: the command line is the second run's)
+    config = compose(["dataset=iris", "model=softmax", f"tracking.uri={store}",
+                      "tracking.progress=false"])
+    run.run(config, Runtime(output_dir=str(tmp_path / "first")), quiet=True)
     port = _free_port()
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     server = subprocess.Popen(
