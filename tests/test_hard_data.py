@@ -68,6 +68,28 @@ def reference(kind, model, reg):
                             0.0 if reg == "none" else LAM[kind])
 
 
+def _loss_grad(kind, X, Y, W, b, rows):
+    """tests/naive.py's loss and gradient with one exp per entry and no one-hot matrix (2x
+    faster on 2.5e5 rows, where a reference takes a hundred evaluations); ``scaled_reference``
+    checks it against naive.loss_grad at the optimum it finds. ``rows``: ``arange(n)``."""
+    n = X.shape[0]
+    Z = X @ W + b
+    if kind == "softmax":
+        top = Z.max(axis=1, keepdims=True)
+        E = np.exp(Z - top)
+        S = E.sum(axis=1, keepdims=True)
+        loss = (np.sum(top[:, 0] + np.log(S[:, 0])) - np.sum(Z[rows, Y])) / n
+        D = E / S
+        D[rows, Y] -= 1.0
+    elif kind in ("logistic", "multilabel"):
+        E = np.exp(-np.abs(Z))
+        loss = np.sum(np.maximum(Z, 0.0) + np.log1p(E) - Y * Z) / n
+        D = np.where(Z >= 0, 1.0, E) / (1.0 + E) - Y
+    else:
+        return naive.loss_grad(kind, X, Y, W, b)
+    return loss, X.T @ D / n, D.sum(axis=0) / n
+
+
 def scaled_reference(X, Y, model, reg, lam):
     """(F*, W*, b*) by L-BFGS-B on the split problem in centred, curvature-scaled coordinates.
 
@@ -83,10 +105,11 @@ def scaled_reference(X, Y, model, reg, lam):
     Xs = (X - mu) / s
     w1, w2 = (a1 / s)[:, None], (a2 / s**2)[:, None]
     km = K * m
+    rows = np.arange(X.shape[0])
 
     def fun(x):
         U, V, c = x[:km].reshape(K, m), x[km:2 * km].reshape(K, m), x[2 * km:]
-        loss, G, gb = naive.loss_grad(kind_, Xs, Y, U - V, c)
+        loss, G, gb = _loss_grad(kind_, Xs, Y, U - V, c, rows)
         GW = G + 2 * w2 * (U - V)
         f = loss + np.sum(w1 * (U + V)) + np.sum(w2 * (U - V) ** 2)
         return f, np.concatenate([(GW + w1).ravel(), (w1 - GW).ravel(), gb])
@@ -98,6 +121,11 @@ def scaled_reference(X, Y, model, reg, lam):
                        options={"maxiter": 100_000, "maxfun": 200_000, "ftol": 1e-17,
                                 "gtol": 1e-12, "maxcor": 30})
         x = res.x
+    Vx, c = (x[:km] - x[km:2 * km]).reshape(K, m), x[2 * km:]
+    fast, slow = _loss_grad(kind_, Xs, Y, Vx, c, rows), naive.loss_grad(kind_, Xs, Y, Vx, c)
+    assert abs(fast[0] - slow[0]) <= 1e-12 * abs(slow[0])
+    for got, want in zip(fast[1:], slow[1:], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-13)
     W = (x[:km] - x[km:2 * km]).reshape(K, m) / s[:, None]
     b = x[2 * km:] - mu @ W
     return naive.objective(kind_, reg, lam, 0.5, X, Y, W, b), W, b
