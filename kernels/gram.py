@@ -1,13 +1,13 @@
 """Gram matrices of ``[X 1]`` in one deterministic pass (for closed form and coordinate descent).
 
-Each fixed block of rows adds its ``X_b^T X_b`` into its own partial; the partials are summed
-in block order, so the result does not depend on the number of threads. The products are
-plain loops, not BLAS: OpenBLAS picks its kernels (and so its summation order) per CPU, and
-these loops add four rows at a time into each entry in a fixed chain of fused multiply-adds,
-element-wise over the entries (vectorised without any reordering), so the bits are the same on
-every CPU of the supported kind. The logistic Hessian of proximal Newton's row sample is the
-exception: one BLAS ``gemm`` per block of rows, 3-5x faster, its bits fixed by the pinned
-OpenBLAS kernel at one thread (``logistic_hessian``).
+``gram`` and ``logistic_hessian`` add, block of rows after block, ``(diag(s) [X 1])^T [X 1]``
+(s the row weights, or the rows' logistic curvatures): one BLAS ``gemm`` per block, in block
+order, at one thread. OpenBLAS picks its kernels (and so its summation order) per CPU unless
+told: ``pipeline._portable`` pins ``OPENBLAS_CORETYPE=Haswell``, so these bits are the same on
+every CPU of the supported kind (``tests/test_portable_bits.py``) and for any thread count of
+the caller. They replaced fixed-order numba loops (four rows at a time into each entry in a
+fixed chain of fused multiply-adds) that were 3-6x slower; the loops stay as the tests'
+references (``_gram``, ``_logistic_hessian``).
 """
 
 import numpy as np
@@ -112,17 +112,51 @@ def _gram(X, T, block, weighted):
     return A, C
 
 
-def gram(X, T, block=GRAM_BLOCK_ROWS, mean=True, weighted=False):
+BLAS_BLOCK_ROWS = 2048  # rows of the block copies per BLAS product: 2048 (k+1) float64 each
+
+
+def gram(X, T, block=BLAS_BLOCK_ROWS, mean=True, weighted=False):
     """``A = [X 1]^T [X 1] / n`` (k+1, k+1) and ``C = [X 1]^T T / n`` (k+1, m), float64
     (``mean=False``: the sums, without ``/ n``, for one chunk of a larger data set).
 
     ``weighted``: T's last column holds row weights s, and the sums are ``[X 1]^T diag(s)
     [X 1]`` and ``[X 1]^T diag(s) T[:, :-1]`` (divided by n with ``mean``, as the kernels'
     means are; a weighted mean divides the sums by sum(s)).
+
+    Each block of rows adds ``(diag(s) [X 1])^T [X 1]`` and ``(diag(s) [X 1])^T T``, BLAS
+    ``gemm`` at one thread on the pinned OpenBLAS kernel, in block order (``_blocked``): at
+    16000 x 100 it took 10 against 66 ms for the fixed-order loops (``_gram``, kept as the
+    tests' reference). A copy of the block stands in for diag(1) [X 1] without weights, so
+    that weights of 1 give the same ``gemm`` and the same bits.
     """
-    A, C = _gram(X, np.ascontiguousarray(T, dtype=np.float64), block, weighted)
+    T = np.ascontiguousarray(T, dtype=np.float64)
+    if weighted and T.shape[0] != X.shape[0]:
+        raise ValueError(f"weighted=True needs T with {X.shape[0]} rows; got {T.shape}")
+    s = T[:, -1] if weighted else None
+    A, C = _blocked(X, s, T[:, :-1] if weighted else T, block)
     n = X.shape[0]
     return (A / n, C / n) if mean else (A, C)
+
+
+def _blocked(X, s, T, block: int):
+    """``sum over row blocks of (diag(s) [X 1])^T [X 1]`` and ``... ^T T`` (s None: ones)."""
+    n, k = X.shape
+    A, C = np.zeros((k + 1, k + 1)), np.zeros((k + 1, T.shape[1]))
+    rows = min(block, max(n, 1))
+    Xa, Sa = np.empty((rows, k + 1)), np.empty((rows, k + 1))
+    Xa[:, k] = 1.0
+    with blas_single_thread():
+        for lo in range(0, n, block):
+            hi = min(n, lo + block)
+            Xb, Sb = Xa[:hi - lo], Sa[:hi - lo]
+            Xb[:, :k] = X[lo:hi]
+            if s is None:
+                Sb[:] = Xb
+            else:
+                np.multiply(Xb, s[lo:hi, None], out=Sb)
+            A += Sb.T @ Xb
+            C += Sb.T @ T[lo:hi]
+    return np.triu(A) + np.triu(A, 1).T, C  # A exactly symmetric
 
 
 @njit(cache=CACHE, error_model="numpy")
@@ -189,10 +223,7 @@ def _curvature(X, w2, b, T, weighted, out):
         out[i] = d * T[i, wc] if weighted else d
 
 
-HESSIAN_BLOCK_ROWS = 2048  # rows of the two block copies per product: 2048 (k+1) float64 each
-
-
-def logistic_hessian(X, w, b, block=HESSIAN_BLOCK_ROWS, mean=True, T=None, weighted=False):
+def logistic_hessian(X, w, b, block=BLAS_BLOCK_ROWS, mean=True, T=None, weighted=False):
     """``[X 1]^T diag(sigma'(z)) [X 1] / n`` (k+1, k+1) at ``z = X w + b``, deterministic
     (``mean=False``: the sum, without ``/ n``; ``weighted``: diag(s sigma'(z)) with s the
     last column of ``T``).
@@ -203,8 +234,8 @@ def logistic_hessian(X, w, b, block=HESSIAN_BLOCK_ROWS, mean=True, T=None, weigh
     8192 x 100 that took 5-8 against 26 ms for the fixed-order loops (``_logistic_hessian``,
     kept as the tests' reference), the cost of every proximal Newton step. Its bits are those
     of the pinned OpenBLAS kernel (``OPENBLAS_CORETYPE``, ``pipeline._portable``) at one thread
-    (``blas_single_thread``, as every solver runs): the same on every CPU of the supported
-    kind (``tests/test_portable_bits.py``).
+    (``blas_single_thread``): the same on every CPU of the supported kind
+    (``tests/test_portable_bits.py``).
     """
     w2 = np.ascontiguousarray(w, dtype=np.float64).reshape(1, -1)
     T = _NO_TARGETS if T is None else np.ascontiguousarray(T, dtype=np.float64)
@@ -213,17 +244,7 @@ def logistic_hessian(X, w, b, block=HESSIAN_BLOCK_ROWS, mean=True, T=None, weigh
         raise ValueError(f"weighted=True needs T with {n} rows; got {T.shape}")
     d = np.empty(n)
     _curvature(X, w2, float(b), T, weighted, d)
-    H = np.zeros((k + 1, k + 1))
-    rows = min(block, max(n, 1))
-    A, B = np.empty((rows, k + 1)), np.empty((rows, k + 1))
-    A[:, k] = 1.0
-    for lo in range(0, n, block):
-        hi = min(n, lo + block)
-        Ab, Bb = A[:hi - lo], B[:hi - lo]
-        Ab[:, :k] = X[lo:hi]
-        np.multiply(Ab, d[lo:hi, None], out=Bb)
-        H += Bb.T @ Ab
-    H = np.triu(H) + np.triu(H, 1).T  # exactly symmetric
+    H = _blocked(X, d, np.zeros((n, 0)), block)[0]
     return H / n if mean else H
 
 
