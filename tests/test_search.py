@@ -59,3 +59,19 @@ def test_search_path_chooses_the_best_validation_score():
     rec = fit.search
     assert rec.kind == "path" and rec.lam == rec.lams[int(np.argmax(rec.score))]
     assert fit.lam == rec.lam and len(search.curves(rec)) == 10
+
+
+def test_the_app_returns_the_validation_loss_a_sweeper_minimises(store, tmp_path):
+    """``hydra/sweeper=optuna`` minimises what ``python -m pipeline`` returns: the validation
+    split's loss of the run, a metric the run logged."""
+    from pipeline import run
+    from pipeline.__main__ import SWEEP_METRIC, sweep_objective
+    from pipeline.config import Runtime
+
+    config = compose(["model=logistic", "reg=l1", "reg.lam=0.01", f"tracking.uri={store}",
+                      "tracking.progress=false", "tracking.log_model=false",
+                      "tracking.log_plots=false"])
+    res = run.run(config, Runtime(output_dir=str(tmp_path / "out")), quiet=True)
+    value = sweep_objective(res.metrics, res.data.task)
+    assert isinstance(value, float) and value == res.metrics[SWEEP_METRIC[res.data.task]] > 0
+    assert sweep_objective({}, "binary") is None
