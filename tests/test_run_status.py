@@ -23,7 +23,7 @@ import pytest
 
 from pipeline import run_status, tracking
 from pipeline.store import HTTP_LIMITS
-from tests.conftest import cli_env, runs_of
+from tests.conftest import cli_env, run_cli, runs_of
 
 LONG_FIT = ["dataset=synth_binary", "dataset.n=20000", "dataset.k=50", "model=logistic",
             "reg=l1", "solver=sgd", "solver.max_iter=1000000",
@@ -311,9 +311,22 @@ def test_the_cli_reports_an_unwritable_store_before_any_run(tmp_path, cli):
     assert len(lines) == 1 and uri in lines[0], res.stderr[-2000:]
 
 
+@pytest.fixture(scope="module")
+def cli_start_s(tmp_path_factory) -> float:
+    """Seconds the same CLI takes to fail at once (an unwritable store: the same start, data
+    and checks, no waiting): what a loaded machine adds before the server check starts."""
+    tmp = tmp_path_factory.mktemp("baseline")
+    (tmp / "a_file").write_text("x")
+    t0 = time.monotonic()
+    res = run_cli(["dataset=iris", "model=softmax",
+                   f"tracking.uri=sqlite:///{tmp}/a_file/mlflow.db"], tmp, timeout=120)
+    assert res.returncode == 2, res.stderr[-2000:]
+    return time.monotonic() - t0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("server", ["nobody", "silent"])
-def test_the_cli_reports_an_unreachable_server_in_about_ten_seconds(cli, server):
+def test_the_cli_reports_an_unreachable_server_in_about_ten_seconds(cli, server, cli_start_s):
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         if server == "silent":
@@ -325,7 +338,8 @@ def test_the_cli_reports_an_unreachable_server_in_about_ten_seconds(cli, server)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and uri in lines[0] and "not reachable" in lines[0]
-    assert took < 15, took  # the whole process (start, data, the check) on a busy machine
+    # the check's own wait (the in-process test bounds it at 10 s) on top of the CLI's start
+    assert took - cli_start_s < 12, (took, cli_start_s)
 
 
 @pytest.mark.slow
