@@ -51,11 +51,17 @@ def own_signals():
 
 
 # ----------------------------------------------------------------------------- signals
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_long_fit(tmp_path: Path, args: list[str]):
     """Start the CLI on a fit that runs for minutes; return it once its run logs steps."""
+    # SIGINT as at a terminal: a child inherits an ignored SIGINT (the CLI then keeps it
+    # ignored, as under nohup), and an earlier test in this worker may have left it so
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=tmp_path,
                             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_default_sigint)
     uri = next(a.split("=", 1)[1] for a in args if a.startswith("tracking.uri="))
     deadline = time.time() + 60
     while time.time() < deadline:
