@@ -6,8 +6,7 @@ order, at one thread. OpenBLAS picks its kernels (and so its summation order) pe
 told: ``pipeline._portable`` pins ``OPENBLAS_CORETYPE=Haswell``, so these bits are the same on
 every CPU of the supported kind (``tests/test_portable_bits.py``) and for any thread count of
 the caller. They replaced fixed-order numba loops (four rows at a time into each entry in a
-fixed chain of fused multiply-adds) that were 3-6x slower; the loops stay as the tests'
-references (``_gram``, ``_logistic_hessian``).
+fixed chain of fused multiply-adds) that were 3-6x slower.
 """
 
 import numpy as np
@@ -15,10 +14,9 @@ from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
 from ._config import CACHE
-from ._intrinsics import fma, row_dot, row_dots4
-from .losses import _exp_neg
+from ._intrinsics import row_dot
+from .losses import _NO_TARGETS, _exp_neg
 
-GRAM_BLOCK_ROWS = 8192
 _BLAS: list[ThreadpoolController] = []
 
 
@@ -36,82 +34,6 @@ def blas_single_thread():
     return _BLAS[0].limit(limits=1, user_api="blas")
 
 
-@njit(cache=CACHE)
-def _rank4(P, p0, a0, a1, a2, a3, x0, x1, x2, x3):
-    """P[p0:] += a0 x0[p0:] + a1 x1[p0:] + a2 x2[p0:] + a3 x3[p0:] (one fma chain per entry)."""
-    for q in range(p0, x0.shape[0]):
-        P[q] = fma(a3, x3[q], fma(a2, x2[q], fma(a1, x1[q], fma(a0, x0[q], P[q]))))
-
-
-@njit(cache=CACHE)
-def _rank1(P, p0, a, x):
-    for q in range(p0, x.shape[0]):
-        P[q] = fma(a, x[q], P[q])
-
-
-@njit(cache=CACHE, error_model="numpy")
-def _gram_block(X, T, lo, hi, A, C, weighted):
-    """A[:k, :k] (upper triangle), A[k, :k], A[k, k], C over the rows lo..hi (sums); with
-    ``weighted``, row i counts s_i times (s the last column of T, not part of C)."""
-    k = X.shape[1]
-    wc = T.shape[1] - 1
-    mt = wc if weighted else T.shape[1]
-    i = lo
-    while i + 4 <= hi:
-        x0, x1, x2, x3 = X[i], X[i + 1], X[i + 2], X[i + 3]
-        t0, t1, t2, t3 = T[i, :mt], T[i + 1, :mt], T[i + 2, :mt], T[i + 3, :mt]
-        s0 = s1 = s2 = s3 = 1.0
-        if weighted:
-            s0, s1, s2, s3 = T[i, wc], T[i + 1, wc], T[i + 2, wc], T[i + 3, wc]
-        for p in range(k):
-            a0, a1, a2, a3 = s0 * x0[p], s1 * x1[p], s2 * x2[p], s3 * x3[p]
-            _rank4(A[p, :k], p, a0, a1, a2, a3, x0, x1, x2, x3)
-            _rank4(C[p], 0, a0, a1, a2, a3, t0, t1, t2, t3)
-        _rank4(A[k, :k], 0, s0, s1, s2, s3, x0, x1, x2, x3)
-        _rank4(C[k], 0, s0, s1, s2, s3, t0, t1, t2, t3)
-        A[k, k] += (s0 + s1) + (s2 + s3) if weighted else 4.0
-        i += 4
-    for i2 in range(i, hi):
-        x, t = X[i2], T[i2, :mt]
-        s = T[i2, wc] if weighted else 1.0
-        for p in range(k):
-            _rank1(A[p, :k], p, s * x[p], x)
-            _rank1(C[p], 0, s * x[p], t)
-        _rank1(A[k, :k], 0, s, x)
-        _rank1(C[k], 0, s, t)
-        A[k, k] += s
-
-
-@njit(cache=CACHE)
-def _symmetric(A):
-    """Mirror the upper triangle of the first k rows, and row k into column k."""
-    k1 = A.shape[0]
-    for p in range(k1):
-        for q in range(p + 1, k1 - 1):
-            A[q, p] = A[p, q]
-    for j in range(k1 - 1):
-        A[j, k1 - 1] = A[k1 - 1, j]
-
-
-@njit(cache=CACHE, parallel=True)
-def _gram(X, T, block, weighted):
-    n, k = X.shape
-    m = T.shape[1] - 1 if weighted else T.shape[1]
-    nb = (n + block - 1) // block
-    part_A = np.zeros((nb, k + 1, k + 1))
-    part_C = np.zeros((nb, k + 1, m))
-    for ib in prange(nb):
-        lo = ib * block
-        _gram_block(X, T, lo, min(n, lo + block), part_A[ib], part_C[ib], weighted)
-    A = np.zeros((k + 1, k + 1))
-    C = np.zeros((k + 1, m))
-    for ib in range(nb):
-        A += part_A[ib]
-        C += part_C[ib]
-    _symmetric(A)
-    return A, C
-
-
 BLAS_BLOCK_ROWS = 2048  # rows of the block copies per BLAS product: 2048 (k+1) float64 each
 
 
@@ -125,9 +47,9 @@ def gram(X, T, block=BLAS_BLOCK_ROWS, mean=True, weighted=False):
 
     Each block of rows adds ``(diag(s) [X 1])^T [X 1]`` and ``(diag(s) [X 1])^T T``, BLAS
     ``gemm`` at one thread on the pinned OpenBLAS kernel, in block order (``_blocked``): at
-    16000 x 100 it took 10 against 66 ms for the fixed-order loops (``_gram``, kept as the
-    tests' reference). A copy of the block stands in for diag(1) [X 1] without weights, so
-    that weights of 1 give the same ``gemm`` and the same bits.
+    16000 x 100 it took 10 against 66 ms for the fixed-order loops it replaced. A copy of the
+    block stands in for diag(1) [X 1] without weights, so that weights of 1 give the same
+    ``gemm`` and the same bits.
     """
     T = np.ascontiguousarray(T, dtype=np.float64)
     if weighted and T.shape[0] != X.shape[0]:
@@ -139,9 +61,11 @@ def gram(X, T, block=BLAS_BLOCK_ROWS, mean=True, weighted=False):
 
 
 def _blocked(X, s, T, block: int):
-    """``sum over row blocks of (diag(s) [X 1])^T [X 1]`` and ``... ^T T`` (s None: ones)."""
+    """``sum over row blocks of (diag(s) [X 1])^T [X 1]`` and ``... ^T T`` (s None: ones;
+    T None: no second product, C None)."""
     n, k = X.shape
-    A, C = np.zeros((k + 1, k + 1)), np.zeros((k + 1, T.shape[1]))
+    A = np.zeros((k + 1, k + 1))
+    C = None if T is None else np.zeros((k + 1, T.shape[1]))
     rows = min(block, max(n, 1))
     Xa, Sa = np.empty((rows, k + 1)), np.empty((rows, k + 1))
     Xa[:, k] = 1.0
@@ -155,7 +79,8 @@ def _blocked(X, s, T, block: int):
             else:
                 np.multiply(Xb, s[lo:hi, None], out=Sb)
             A += Sb.T @ Xb
-            C += Sb.T @ T[lo:hi]
+            if C is not None:
+                C += Sb.T @ T[lo:hi]
     return np.triu(A) + np.triu(A, 1).T, C  # A exactly symmetric
 
 
@@ -163,54 +88,6 @@ def _blocked(X, s, T, block: int):
 def _sigma_prime(z):
     e = _exp_neg(abs(z))
     return e / ((1.0 + e) * (1.0 + e))  # sigma(z) (1 - sigma(z)), stable for any z
-
-
-@njit(cache=CACHE, error_model="numpy")
-def _hessian_block(X, w2, b, lo, hi, H, T, weighted):
-    """H[:k, :k] (upper triangle), H[k, :k], H[k, k]: sums of sigma'(z_i) [x_i 1][x_i 1]^T
-    (times s_i, the last column of T, when ``weighted``)."""
-    k = X.shape[1]
-    wc = T.shape[1] - 1
-    i = lo
-    while i + 4 <= hi:
-        z0, z1, z2, z3 = row_dots4(X, i, w2, 0)
-        d0, d1 = _sigma_prime(b + z0), _sigma_prime(b + z1)
-        d2, d3 = _sigma_prime(b + z2), _sigma_prime(b + z3)
-        if weighted:
-            d0, d1, d2, d3 = d0 * T[i, wc], d1 * T[i + 1, wc], d2 * T[i + 2, wc], d3 * T[i + 3, wc]
-        x0, x1, x2, x3 = X[i], X[i + 1], X[i + 2], X[i + 3]
-        for p in range(k):
-            _rank4(H[p, :k], p, d0 * x0[p], d1 * x1[p], d2 * x2[p], d3 * x3[p], x0, x1, x2, x3)
-        _rank4(H[k, :k], 0, d0, d1, d2, d3, x0, x1, x2, x3)
-        H[k, k] += (d0 + d1) + (d2 + d3)
-        i += 4
-    for i2 in range(i, hi):
-        d = _sigma_prime(b + row_dot(X, i2, w2, 0))
-        if weighted:
-            d *= T[i2, wc]
-        x = X[i2]
-        for p in range(k):
-            _rank1(H[p, :k], p, d * x[p], x)
-        _rank1(H[k, :k], 0, d, x)
-        H[k, k] += d
-
-
-@njit(cache=CACHE, parallel=True)
-def _logistic_hessian(X, w2, b, block, T, weighted):
-    n, k = X.shape
-    nb = (n + block - 1) // block
-    part = np.zeros((nb, k + 1, k + 1))
-    for ib in prange(nb):
-        lo = ib * block
-        _hessian_block(X, w2, b, lo, min(n, lo + block), part[ib], T, weighted)
-    H = np.zeros((k + 1, k + 1))
-    for ib in range(nb):
-        H += part[ib]
-    _symmetric(H)
-    return H
-
-
-_NO_TARGETS = np.zeros((0, 1))
 
 
 @njit(cache=CACHE, parallel=True, error_model="numpy")
@@ -231,8 +108,8 @@ def logistic_hessian(X, w, b, block=BLAS_BLOCK_ROWS, mean=True, T=None, weighted
     The curvatures d come from the kernels' own logits and exp (``_curvature``); then each
     block of rows adds ``(diag(d) [X 1])^T [X 1]``, one BLAS ``gemm``, in block order (not a
     ``syrk`` of ``diag(sqrt d) [X 1]``, 30% faster but inexact under a weight of 2). At
-    8192 x 100 that took 5-8 against 26 ms for the fixed-order loops (``_logistic_hessian``,
-    kept as the tests' reference), the cost of every proximal Newton step. Its bits are those
+    8192 x 100 that took 5-8 against 26 ms for the fixed-order loops it replaced, the cost of
+    every proximal Newton step. Its bits are those
     of the pinned OpenBLAS kernel (``OPENBLAS_CORETYPE``, ``pipeline._portable``) at one thread
     (``blas_single_thread``): the same on every CPU of the supported kind
     (``tests/test_portable_bits.py``).
@@ -244,7 +121,7 @@ def logistic_hessian(X, w, b, block=BLAS_BLOCK_ROWS, mean=True, T=None, weighted
         raise ValueError(f"weighted=True needs T with {n} rows; got {T.shape}")
     d = np.empty(n)
     _curvature(X, w2, float(b), T, weighted, d)
-    H = _blocked(X, d, np.zeros((n, 0)), block)[0]
+    H = _blocked(X, d, None, block)[0]
     return H / n if mean else H
 
 

@@ -549,7 +549,7 @@ def _check(X, W, b):
     return np.ascontiguousarray(W.T, dtype=np.float64), np.ascontiguousarray(b, dtype=np.float64)
 
 
-_NO_TARGETS = np.zeros((0, 1))  # hessp without weights reads no targets
+_NO_TARGETS = np.zeros((0, 1))  # what a kernel that reads no targets is given without weights
 
 
 def _check_weighted(X, T, weighted):

@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._config import BLOCK_ROWS, CACHE
-from .losses import LINEAR, SIGMOID
+from .losses import _NO_TARGETS, LINEAR, SIGMOID
 
 # Columns per parallel task of the column pass are chosen so tasks hold about equal non-zeros;
 # the split never changes a result (each column is summed by one task in row order).
@@ -413,9 +413,6 @@ def loss_grad(kind, csr, csc, T, W, b, G_out, gb_out, D_out=None, block=BLOCK_RO
     gb_out *= scale
     _xtd(csc[0], csc[1], csc[2], csc[3], D_out, scale, G_out)
     return loss * scale
-
-
-_NO_TARGETS = np.zeros((0, 1))
 
 
 def hessp(kind, csr, csc, W, b, V, vb, H_out, hb_out, U_out=None, block=BLOCK_ROWS, mean=True,

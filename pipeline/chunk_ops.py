@@ -50,10 +50,10 @@ def classified(X, T, model: str, W, b, weighted: bool = False) -> np.ndarray:
     column (its sign agrees with the 0/1 target). The chunks' flags combine with ``and``.
     Rows of weight 0 are not part of the loss and are left out (``weighted``).
     """
-    if weighted:
-        keep = T[:, -1] > 0.0
-        X, T = np.ascontiguousarray(X[keep]), T[keep, :-1]
     Z = kernels.decision_function(X, W, b)
+    if weighted:  # the logits of the rows that count: X itself is not copied
+        keep = T[:, -1] > 0.0
+        Z, T = Z[keep], T[keep, :-1]
     if model == "softmax":
         rows = np.arange(Z.shape[0])
         cls = T[:, 0].astype(np.intp)

@@ -283,7 +283,7 @@ def _check_weights(config: Config) -> Any:
     """``dataset.weight_column`` and ``model.class_weight`` where they apply (``none`` read
     as null); returns the class weight to keep. The labels are checked against the data's
     classes later (``data.class_weight_codes``)."""
-    from .weights import CLASS_WEIGHT_MODELS
+    from .weights import CLASS_WEIGHT_MODELS, check_class_weight
 
     d, model, cw = config.dataset, config.model.name, config.model.class_weight
     if d.weight_column is not None and not isinstance(d, FileDatasetConfig):
@@ -298,21 +298,11 @@ def _check_weights(config: Config) -> Any:
                           f"{', '.join(CLASS_WEIGHT_MODELS)}; model={model} has no classes to "
                           "weigh: weigh its rows with dataset.weight_column (a numeric column "
                           "of a dataset=file), as sample_weight in pipeline.fit")
-    elif isinstance(cw, str):
-        if cw != "balanced":
-            raise ConfigError(f"model.class_weight={cw!r} is not allowed; allowed: null, "
-                              "balanced, or a map {label: weight} ('model.class_weight="
-                              "{spam: 5.0}')")
-    elif isinstance(cw, dict):
-        for label, value in cw.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) \
-                    or not math.isfinite(value) or value < 0:
-                raise ConfigError(f"model.class_weight[{label!r}]={value!r}: a class weight "
-                                  "must be a finite number >= 0")
     else:
-        raise ConfigError(f"model.class_weight={cw!r} is not allowed; allowed: null, "
-                          "balanced, or a map {label: weight} ('model.class_weight="
-                          "{spam: 5.0}')")
+        try:
+            check_class_weight(cw)  # the API's rules, the only copy
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model.{err} (e.g. 'model.class_weight={{spam: 5.0}}')") from None
     if (cw is not None or d.weight_column is not None) and config.backend.name == "cuda":
         raise ConfigError("dataset.weight_column / model.class_weight are not supported on "
                           "backend=cuda yet; use backend=cpu or backend=dask")

@@ -217,8 +217,7 @@ class Objective:
         rng = np.random.default_rng(seed)
         n = self.n_samples
         rows = np.arange(n) if n <= max_rows else np.sort(rng.choice(n, max_rows, replace=False))
-        Xs = self._power_rows(rows)
-        s = self._power_weights(rows) if self.weighted else None
+        Xs, s = self._power_rows(rows)
         if s is not None and not s.sum() > 0.0:
             s = None  # the sample holds only rows of weight 0: their plain Gram bounds it
         v = rng.standard_normal(self.n_features + 1)
@@ -235,13 +234,17 @@ class Objective:
         return 1.1 * _CURVATURE[self.model] * lam
 
     def _power_rows(self, rows: np.ndarray):
-        """The sampled rows the power iteration multiplies by, float64 (a source whose rows
-        are better kept in their own form, e.g. sparse, overrides this alone)."""
-        return np.asarray(self.take(rows)[0], dtype=np.float64)
+        """The sampled rows the power iteration multiplies by, float64, and their weights
+        (None: unweighted), from one ``take`` (a source whose rows are better kept in their
+        own form, e.g. sparse, overrides this alone)."""
+        X, T = self.take(rows)
+        return np.asarray(X, dtype=np.float64), T[:, -1] if self.weighted else None
 
-    def _power_weights(self, rows: np.ndarray) -> np.ndarray:
-        """The weights of the sampled rows (a weighted objective's power iteration)."""
-        return self.take(rows)[1][:, -1]
+    def targets(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The encoded targets (n, m) without the weight column, and the weights (or None),
+        of a source holding its targets in memory as ``T`` (arrays, sparse)."""
+        T = self.T  # type: ignore[attr-defined]
+        return (T, None) if not self.weighted else (T[:, :-1], T[:, -1])
 
 
 class ArrayObjective(Objective):
@@ -292,12 +295,6 @@ class ArrayObjective(Objective):
         return ArrayObjective(self.model, np.take(self.X, cols, axis=1), self.T,  # 6x X[:, c]
                               n_outputs=self.n_outputs, encoded=True,
                               weight_total=self.weight_total if self.weighted else None)
-
-    def targets(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """The encoded targets (n, m) without the weight column, and the weights (or None)."""
-        if not self.weighted:
-            return self.T, None
-        return self.T[:, :-1], self.T[:, -1]
 
     def _one_chunk(self) -> bool:
         return len(self.bounds) == 1 and not self.weighted

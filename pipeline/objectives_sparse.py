@@ -107,12 +107,6 @@ class SparseObjective(Objective):
         gb_out *= scale
         return total / self.weight_total
 
-    def targets(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """The targets without the weight column, and the weights (None: unweighted)."""
-        if not self.weighted:
-            return self.T, None
-        return np.ascontiguousarray(self.T[:, :-1]), np.ascontiguousarray(self.T[:, -1])
-
     def on_columns(self, cols: np.ndarray) -> SparseObjective:
         """The same loss with only the features ``cols`` (a CSR copy of those columns): a
         screened path's working set."""
@@ -196,11 +190,8 @@ class SparseObjective(Objective):
 
     def _power_rows(self, rows: np.ndarray):
         """:meth:`Objective.lipschitz`'s sampled rows as a sparse float64 matrix (its power
-        iteration then runs on sparse products)."""
-        return self.X[rows].astype(np.float64)
-
-    def _power_weights(self, rows: np.ndarray) -> np.ndarray:
-        return self.T[rows, -1]
+        iteration then runs on sparse products) and their weights (None: unweighted)."""
+        return self.X[rows].astype(np.float64), self.T[rows, -1] if self.weighted else None
 
 
 _n_outputs = n_outputs  # the module function, under a name the constructor's argument leaves free

@@ -66,31 +66,43 @@ def class_weights(class_weight, model: str, classes: np.ndarray | None,
         raise ValueError(f"class_weight is for the classifiers {', '.join(CLASS_WEIGHT_MODELS)};"
                          f" model={model!r} has no classes{hint}")
     assert classes is not None
+    check_class_weight(class_weight)
     m = len(classes)
     if isinstance(class_weight, str):
-        if class_weight != "balanced":
-            raise ValueError(f"class_weight={class_weight!r}: use 'balanced', a mapping "
-                             "{class label: weight} or None")
         s = np.ones(len(codes)) if sample_weight is None else sample_weight
         per_class = np.bincount(codes, weights=s, minlength=m)
         total = math.fsum(s)
         with np.errstate(divide="ignore"):
             return np.where(per_class > 0, total / (m * per_class), 0.0)
-    if not isinstance(class_weight, Mapping):
-        raise TypeError(f"class_weight must be 'balanced', a mapping {{class label: weight}} "
-                        f"or None; got {type(class_weight).__name__}")
     labels = {_key(c): i for i, c in enumerate(classes.tolist())}
     out = np.ones(m)
     for key, value in class_weight.items():
         if _key(key) not in labels:
             raise ValueError(f"class_weight names the class {key!r}, which y does not have; "
                              f"its classes are {classes.tolist()[:20]}")
+        out[labels[_key(key)]] = float(value)
+    return out
+
+
+def check_class_weight(class_weight) -> None:
+    """The form of ``class_weight``, whatever the classes: None, ``"balanced"`` or a mapping
+    label -> finite number >= 0 (``ValueError`` / ``TypeError`` naming the fix). The app's
+    config check runs it too (``pipeline.config``), so both say the same."""
+    if class_weight is None:
+        return
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight={class_weight!r}: use 'balanced', a mapping "
+                             "{label: weight} or None")
+        return
+    if not isinstance(class_weight, Mapping):
+        raise TypeError(f"class_weight must be 'balanced', a mapping {{label: weight}} or "
+                        f"None; got {type(class_weight).__name__}")
+    for key, value in class_weight.items():
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
                 or not math.isfinite(value) or value < 0:
             raise ValueError(f"class_weight[{key!r}] = {value!r}: a class weight must be a "
                              "finite number >= 0")
-        out[labels[_key(key)]] = float(value)
-    return out
 
 
 def _key(label):

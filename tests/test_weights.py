@@ -2,8 +2,6 @@
 (integer weights = repeated rows, zero weight = row removed, uniform weights = none, bit for
 bit), scikit-learn's weighted fits with the spec's mapping, paths, CV and clear errors."""
 
-import math
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -14,6 +12,7 @@ from pipeline import cv, fit, path
 from pipeline.objectives import ArrayObjective
 from pipeline.objectives_sparse import SparseObjective
 from pipeline.validation import check_targets
+from pipeline.weights import class_weights
 
 MODELS = ["linear", "logistic", "softmax", "ovr", "multilabel"]
 rel = lambda a, b: float(np.max(np.abs(a - b)) / max(1.0, np.max(np.abs(b))))  # noqa: E731
@@ -199,8 +198,10 @@ def test_balanced_class_weight_equals_scikit_learn():
 
     X, y = _data("softmax", n=500)
     y = np.where(np.arange(len(y)) % 5 == 0, 2, y % 2)  # unbalanced classes 0, 1, 2
-    counts = np.bincount(y)
     S = float(len(y))  # balanced weights sum to n: sum_c n_c * n / (m n_c)
+    per_class = class_weights("balanced", "softmax", np.unique(y), y)
+    np.testing.assert_allclose(per_class, len(y) / (3 * np.bincount(y)), rtol=1e-15)
+    assert per_class[y].sum() == pytest.approx(S, rel=1e-12)
     lam, k = 0.05, X.shape[1]
     ours = fit(X, y, model="softmax", reg="l2", lam=lam, class_weight="balanced", tol=1e-10)
     sk = LogisticRegression(C=k / (2 * S * lam), class_weight="balanced", tol=1e-12,
@@ -209,7 +210,6 @@ def test_balanced_class_weight_equals_scikit_learn():
     Z = X @ ours.W + ours.b
     P = np.exp(Z - logsumexp(Z, axis=1, keepdims=True))
     assert np.max(np.abs(P - sk.predict_proba(X))) <= 1e-6
-    assert math.isclose(sum(len(y) / (3 * c) * c for c in counts), S)
 
 
 # ----------------------------------------------------------------------------- paths and CV
