@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._config import BLOCK_ROWS, CACHE
-from .losses import _NO_TARGETS, LINEAR, SIGMOID
+from .losses import _NO_TARGETS, LINEAR, SIGMOID, SOFTMAX
 
 # Columns per parallel task of the column pass are chosen so tasks hold about equal non-zeros;
 # the split never changes a result (each column is summed by one task in row order).
@@ -229,8 +229,79 @@ def _scatter(data, indices, lo, hi, d, G_out):
 
 
 @njit(cache=CACHE, error_model="numpy")
+def _row_loss_dz1(kind, t, y):
+    """One output (linear, logistic): the row's loss and dloss/dz for logit ``t``, target
+    ``y`` (the formulas of :func:`_row_loss_dz_plain`, on scalars)."""
+    if kind == LINEAR:
+        r = t - y
+        return r * r, 2.0 * r
+    e = math.exp(-abs(t))
+    inv = 1.0 / (1.0 + e)
+    pos = t >= 0.0
+    return ((t if pos else 0.0) + math.log1p(e)) - y * t, (inv if pos else e * inv) - y
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _block_grad1(kind, data, indices, indptr, T, W, b, start, stop, G_out, db_out, weighted):
+    """:func:`_block_grad` for one output on scalars (the same operations in the same order,
+    so the same bits): the logit and the derivative stay in registers."""
+    b0 = b[0]
+    db = db_out[0]
+    last = T.shape[1] - 1
+    loss = 0.0
+    for i in range(start, stop):
+        lo, hi = indptr[i], indptr[i + 1]
+        t = b0
+        for p in range(lo, hi):
+            t += data[p] * W[indices[p], 0]
+        li, d = _row_loss_dz1(kind, t, T[i, 0])
+        if weighted:
+            s = T[i, last]
+            d *= s
+            li *= s
+        loss += li
+        db += d
+        for p in range(lo, hi):
+            G_out[indices[p], 0] += data[p] * d
+    db_out[0] = db
+    return loss
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _block_hess1(kind, data, indices, indptr, W, b, V, vb, start, stop, H_out, hb_out, T,
+                 weighted):
+    """:func:`_block_hess` for one output on scalars (same operations and order)."""
+    b0, v0 = b[0], vb[0]
+    hb = hb_out[0]
+    last = T.shape[1] - 1
+    for i in range(start, stop):
+        lo, hi = indptr[i], indptr[i + 1]
+        z = b0
+        u = v0
+        for p in range(lo, hi):
+            x = data[p]
+            j = indices[p]
+            z += x * W[j, 0]
+            u += x * V[j, 0]
+        if kind == LINEAR:
+            u *= 2.0
+        else:
+            e = math.exp(-abs(z))
+            u *= e / ((1.0 + e) * (1.0 + e))
+        if weighted:
+            u *= T[i, last]
+        hb += u
+        for p in range(lo, hi):
+            H_out[indices[p], 0] += data[p] * u
+    hb_out[0] = hb
+
+
+@njit(cache=CACHE, error_model="numpy")
 def _block_grad(kind, data, indices, indptr, T, W, b, start, stop, G_out, db_out, weighted):
     m = W.shape[1]
+    if m == 1 and kind != SOFTMAX:
+        return _block_grad1(kind, data, indices, indptr, T, W, b, start, stop, G_out, db_out,
+                            weighted)
     z = np.empty(m)
     d = np.empty(m)
     loss = 0.0
@@ -248,6 +319,10 @@ def _block_grad(kind, data, indices, indptr, T, W, b, start, stop, G_out, db_out
 def _block_hess(kind, data, indices, indptr, W, b, V, vb, start, stop, H_out, hb_out, T,
                 weighted):
     m = W.shape[1]
+    if m == 1 and kind != SOFTMAX:
+        _block_hess1(kind, data, indices, indptr, W, b, V, vb, start, stop, H_out, hb_out, T,
+                     weighted)
+        return
     z = np.empty(m)
     u = np.empty(m)
     for i in range(start, stop):
