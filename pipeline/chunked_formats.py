@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .chunk_map import map_npy_pieces
 from .chunked import (
     ChunkedSource,
     Loader,
@@ -105,10 +106,14 @@ class NpyShardsSource(ChunkedSource):
         super().__init__(str(folder), n, k, self._dtype, names, tnames, chunk_rows,
                          heads[0].rows)
 
-    def _loader(self, lo: int, hi: int) -> Loader:
-        x = functools.partial(read_npy_pieces, _pieces(self._starts, self._files, lo, hi),
-                              self._tail, self._dtype.str)
+    def _loader(self, lo: int, hi: int, mapped: bool = False) -> Loader:
+        x = functools.partial(map_npy_pieces if mapped else read_npy_pieces,
+                              _pieces(self._starts, self._files, lo, hi), self._tail,
+                              self._dtype.str)
         return functools.partial(load_pair, x, self._target_loader(lo, hi))
+
+    def _mapped_loader(self, lo: int, hi: int) -> Loader:
+        return self._loader(lo, hi, mapped=True)
 
     def _target_loader(self, lo: int, hi: int):
         if self._tfile is not None:

@@ -242,17 +242,22 @@ class StreamedObjective(Objective):
         self.bounds = source.bounds
         # The first pass checks every chunk for NaN/inf; later passes trust it (the check
         # cost as much as the kernel).
-        self._loaders, self._trusted = self.encoded_loaders(), self.encoded_loaders(False)
+        # Its own passes read memory-mapped .npy chunks (no copy); encoded_loaders() copy.
+        self._loaders = self.encoded_loaders(mapped=True)
+        self._trusted = self.encoded_loaders(False, mapped=True)
         self._checked = False
         self._buffers: list[np.ndarray] = []
 
-    def encoded_loaders(self, check: bool = True) -> list[Callable[..., tuple]]:
+    def encoded_loaders(self, check: bool = True,
+                        mapped: bool = False) -> list[Callable[..., tuple]]:
         """One picklable callable per chunk returning its kernel-ready ``(X_c, T_c)`` (X
-        checked finite unless ``check`` is False)."""
+        checked finite unless ``check`` is False; ``mapped``: a view of a memory map where
+        the source allows it, :meth:`~pipeline.chunked.ChunkedSource.loaders`)."""
         where = f"X ({self.source.path})"
         return [functools.partial(load_encoded, loader, self.model, self.classes, self.dtype,
                                   lo, where, check)
-                for loader, (lo, _) in zip(self.source.loaders(), self.bounds, strict=True)]
+                for loader, (lo, _) in zip(self.source.loaders(mapped), self.bounds,
+                                           strict=True)]
 
     def map_chunks(self, op, *args) -> list:
         # closing: a kernel error stops the reader now, not when the traceback is freed

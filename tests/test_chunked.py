@@ -216,6 +216,50 @@ def test_loaders_pickle_and_hold_no_open_files(stored, kind):
     assert np.array_equal(np.concatenate([call(f)[1] for f in again]), y)
 
 
+@pytest.mark.parametrize("kind", ("npy", "shards"))
+def test_mapped_loaders_give_views_of_a_map_of_the_chunk_alone(stored, kind):
+    """A streamed pass reads .npy chunks through a map of their own rows: the same values as
+    the copies, no copy (a view of an mmap), the map released with its last view; a chunk
+    over several shards is copied (the shard edges 400 and 500 both fall inside chunk 1)."""
+    import mmap
+    import weakref
+
+    source = stored(kind, "multilabel")
+    copies, maps = source.loaders(), source.loaders(mapped=True)
+    X, _ = _raw("multilabel")
+    mapped_chunks = 0
+    for (lo, hi), copy, mapped in zip(source.bounds, copies, maps, strict=True):
+        Xm, ym = call(mapped)
+        assert np.array_equal(Xm, X[lo:hi]) and np.array_equal(ym, call(copy)[1])
+        base = Xm.base
+        while base is not None and not isinstance(base, mmap.mmap):
+            base = getattr(base, "obj", getattr(base, "base", None))
+        if base is None:  # a straddling chunk of the shards: a plain copy
+            assert kind == "shards" and Xm.flags.owndata
+            continue
+        mapped_chunks += 1
+        assert len(base) < 2 * (hi - lo) * K * 8 + mmap.PAGESIZE  # its rows, not the file
+        assert Xm.flags.writeable  # the same compiled kernels as for copies
+        gone = weakref.finalize(base, lambda: None)
+        del Xm, base
+        assert not gone.alive  # unmapped once the chunk is dropped
+    assert mapped_chunks == (6 if kind == "npy" else 5)
+
+
+def test_a_mapped_chunk_of_a_truncated_file_is_a_source_error(tmp_path):
+    from pipeline.chunk_map import map_npy_rows
+
+    x = _npy(tmp_path / "X.npy", np.ones((1000, 4)))
+    source = NpySource(x, _npy(tmp_path / "y.npy", np.zeros(1000)), chunk_rows=300)
+    with open(x, "r+b") as fh:
+        fh.truncate(200 + 500 * 32)
+    loaders = source.loaders(mapped=True)
+    assert call(loaders[0])[0].shape == (300, 4)
+    with pytest.raises(SourceError, match="ended early"):
+        call(loaders[1])
+    assert map_npy_rows(str(x), 128, (4,), "<f8", 5, 5).shape == (0, 4)
+
+
 def test_column_stats_are_the_exact_moments(stored):
     X, _ = _raw("linear")
     mean, std = column_stats(stored("shards", "linear"))

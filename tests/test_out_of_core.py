@@ -5,7 +5,8 @@ The child measures its own peak RSS growth over a baseline taken after imports a
 compilation: Linux's ``/proc/self/clear_refs`` (5) resets the peak (VmHWM) there, so only the
 streamed fit counts. ``RLIMIT_AS`` is not used: numba/LLVM reserve far more address space than
 they touch. Pages of the file in the page cache are not the process's memory; pages of a memory
-map would be (which is why the sources read with ``preadv``).
+map are while they are mapped, which is why a streamed pass maps each chunk's rows alone and
+unmaps them with the chunk (``pipeline.chunk_map``).
 """
 
 import json
