@@ -45,6 +45,10 @@ GRAM_MAX_FEATURES = 4096
 # Row blocks of the per-block partial gradients, and the most memory they may take together.
 PARTIAL_BLOCKS = 16
 PARTIAL_BYTES = 1 << 28
+# Hessian products' row curvature (``hessp``'s ``curv_mode``): recompute it, also keep it,
+# or read it back.
+CURV_NONE, CURV_STORE, CURV_USE = 0, 1, 2
+_NO_CURV = np.empty((0, 0))
 
 
 def use_partials(n_samples, n_features, n_outputs):
@@ -124,16 +128,17 @@ def _row_loss_dz_plain(kind, z, T, i, d_out):
 
 
 @njit(cache=CACHE, error_model="numpy")
-def _row_hess_dz(kind, z, u):
-    """Overwrite ``u`` (= V^T x + vb) with the row's Hessian (in z) applied to it."""
+def _row_curv(kind, z):
+    """Overwrite the row's logits ``z`` with what its Hessian needs: 2 (linear), the
+    sigmoid's derivative (logistic), the probabilities (softmax)."""
     m = z.shape[0]
     if kind == LINEAR:
         for c in range(m):
-            u[c] *= 2.0
+            z[c] = 2.0
     elif kind == SIGMOID:
         for c in range(m):
             e = math.exp(-abs(z[c]))
-            u[c] *= e / ((1.0 + e) * (1.0 + e))
+            z[c] = e / ((1.0 + e) * (1.0 + e))
     else:
         zmax = z[0]
         for c in range(1, m):
@@ -142,12 +147,32 @@ def _row_hess_dz(kind, z, u):
         for c in range(m):
             z[c] = math.exp(z[c] - zmax)
             s += z[c]
-        pu = 0.0
         for c in range(m):
             z[c] /= s
-            pu += z[c] * u[c]
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _row_hess_curv(kind, q, u):
+    """Overwrite ``u`` (= V^T x + vb) with the row's Hessian applied to it, from its
+    :func:`_row_curv` ``q``."""
+    m = q.shape[0]
+    if kind != SOFTMAX:
         for c in range(m):
-            u[c] = z[c] * (u[c] - pu)
+            u[c] *= q[c]
+        return
+    pu = 0.0
+    for c in range(m):
+        pu += q[c] * u[c]
+    for c in range(m):
+        u[c] = q[c] * (u[c] - pu)
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _row_hess_dz(kind, z, u):
+    """Overwrite ``u`` (= V^T x + vb) with the row's Hessian (in z) applied to it (z is
+    overwritten)."""
+    _row_curv(kind, z)
+    _row_hess_curv(kind, z, u)
 
 
 # --------------------------------------------------------------------------- row pass
@@ -269,25 +294,33 @@ def _block_grad1(kind, data, indices, indptr, T, W, b, start, stop, G_out, db_ou
 
 @njit(cache=CACHE, error_model="numpy")
 def _block_hess1(kind, data, indices, indptr, W, b, V, vb, start, stop, H_out, hb_out, T,
-                 weighted):
+                 weighted, Q, mode):
     """:func:`_block_hess` for one output on scalars (same operations and order)."""
     b0, v0 = b[0], vb[0]
     hb = hb_out[0]
     last = T.shape[1] - 1
     for i in range(start, stop):
         lo, hi = indptr[i], indptr[i + 1]
-        z = b0
         u = v0
-        for p in range(lo, hi):
-            x = data[p]
-            j = indices[p]
-            z += x * W[j, 0]
-            u += x * V[j, 0]
-        if kind == LINEAR:
-            u *= 2.0
+        if mode == CURV_USE:
+            for p in range(lo, hi):
+                u += data[p] * V[indices[p], 0]
+            q = Q[i, 0]
         else:
-            e = math.exp(-abs(z))
-            u *= e / ((1.0 + e) * (1.0 + e))
+            z = b0
+            for p in range(lo, hi):
+                x = data[p]
+                j = indices[p]
+                z += x * W[j, 0]
+                u += x * V[j, 0]
+            if kind == LINEAR:
+                q = 2.0
+            else:
+                e = math.exp(-abs(z))
+                q = e / ((1.0 + e) * (1.0 + e))
+            if mode == CURV_STORE:
+                Q[i, 0] = q
+        u *= q
         if weighted:
             u *= T[i, last]
         hb += u
@@ -317,19 +350,29 @@ def _block_grad(kind, data, indices, indptr, T, W, b, start, stop, G_out, db_out
 
 @njit(cache=CACHE, error_model="numpy")
 def _block_hess(kind, data, indices, indptr, W, b, V, vb, start, stop, H_out, hb_out, T,
-                weighted):
+                weighted, Q, mode):
+    """Hessian products of rows ``start:stop`` scattered into ``H_out``; ``mode`` CURV_STORE
+    also keeps each row's :func:`_row_curv` in ``Q`` (n, m), CURV_USE takes it from there
+    instead of the logits at (W, b) (the same numbers: the same bits)."""
     m = W.shape[1]
     if m == 1 and kind != SOFTMAX:
         _block_hess1(kind, data, indices, indptr, W, b, V, vb, start, stop, H_out, hb_out, T,
-                     weighted)
+                     weighted, Q, mode)
         return
     z = np.empty(m)
     u = np.empty(m)
     for i in range(start, stop):
         lo, hi = indptr[i], indptr[i + 1]
-        _row_logits(data, indices, lo, hi, W, b, z)
         _row_logits(data, indices, lo, hi, V, vb, u)
-        _row_hess_dz(kind, z, u)
+        if mode == CURV_USE:
+            _row_hess_curv(kind, Q[i], u)
+        else:
+            _row_logits(data, indices, lo, hi, W, b, z)
+            _row_curv(kind, z)
+            if mode == CURV_STORE:
+                for c in range(m):
+                    Q[i, c] = z[c]
+            _row_hess_curv(kind, z, u)
         _row_weighted(u, T, i, weighted)
         for c in range(m):
             hb_out[c] += u[c]
@@ -370,7 +413,7 @@ def _grad_partials(kind, data, indices, indptr, T, W, b, G_out, gb_out, nb, scal
 
 @njit(cache=CACHE, parallel=True)
 def _hess_partials(kind, data, indices, indptr, W, b, V, vb, H_out, hb_out, nb, scale, T,
-                   weighted):
+                   weighted, Q, mode):
     n = indptr.shape[0] - 1
     k, m = W.shape
     block = (n + nb - 1) // nb
@@ -379,7 +422,7 @@ def _hess_partials(kind, data, indices, indptr, W, b, V, vb, H_out, hb_out, nb, 
     for ib in prange(nb):
         start = ib * block
         _block_hess(kind, data, indices, indptr, W, b, V, vb, start, min(n, start + block),
-                    part_H[ib], part_b[ib], T, weighted)
+                    part_H[ib], part_b[ib], T, weighted, Q, mode)
     _combine(part_H, part_b, scale, H_out, hb_out)
 
 
@@ -491,9 +534,15 @@ def loss_grad(kind, csr, csc, T, W, b, G_out, gb_out, D_out=None, block=BLOCK_RO
 
 
 def hessp(kind, csr, csc, W, b, V, vb, H_out, hb_out, U_out=None, block=BLOCK_ROWS, mean=True,
-          T=None, weighted=False):
+          T=None, weighted=False, curv=None, curv_mode=CURV_NONE):
     """Hessian of the mean loss at (W, b) applied to (V, vb), into ``H_out``, ``hb_out``
-    (``csc``, ``U_out``, ``block``, ``T``'s weights as in :func:`loss_grad`)."""
+    (``csc``, ``U_out``, ``block``, ``T``'s weights as in :func:`loss_grad`).
+
+    ``curv`` (n, m) float64 with ``curv_mode``, per-block partials only: CURV_STORE keeps
+    each row's curvature at (W, b) there, CURV_USE reads it back instead of recomputing the
+    logits (the caller vouches that (W, b) is the same): CG's products at one point then cost
+    one sparse product and one scatter, not two and a scatter, with the same bits.
+    """
     T = _NO_TARGETS if T is None else T
     data, indices, indptr = csr
     n = indptr.shape[0] - 1
@@ -502,8 +551,12 @@ def hessp(kind, csr, csc, W, b, V, vb, H_out, hb_out, U_out=None, block=BLOCK_RO
     scale = 1.0 / n if mean else 1.0
     if csc is None:
         nb = min(PARTIAL_BLOCKS, max(n, 1)) if block == BLOCK_ROWS else (n + block - 1) // block
+        if curv is None:
+            curv, curv_mode = _NO_CURV, CURV_NONE
+        elif curv.shape != (n, W.shape[1]):
+            raise ValueError(f"curv must be (n, m) = ({n}, {W.shape[1]}); got {curv.shape}")
         _hess_partials(kind, data, indices, indptr, W, b, V, vb, H_out, hb_out, nb, scale, T,
-                       weighted)
+                       weighted, curv, curv_mode)
         return
     if U_out is None:
         U_out = np.empty((n, W.shape[1]))

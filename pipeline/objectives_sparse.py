@@ -50,6 +50,9 @@ class SparseObjective(Objective):
         self.T = T if encoded else encode_targets(model, T, n_classes, sample_weight)
         self._csc: tuple | None = None
         self._scratch: np.ndarray | None = None
+        # each row's Hessian curvature at the last (W, b) of a Hessian product, and that point
+        self._curv: np.ndarray | None = None
+        self._curv_at: tuple[np.ndarray, np.ndarray] | None = None
         # X^T D by per-block partials while they fit, else by the column pass over a CSC copy
         self.partials = ks.use_partials(self.n_samples, self.n_features, m)
 
@@ -93,12 +96,27 @@ class SparseObjective(Objective):
         w, mean = self.weighted, not self.weighted
         if self.partials:
             ks.hessp(self.kind, self.csr, None, W, b, V, vb, H_out, hb_out, mean=mean,
-                     T=self.T, weighted=w)
+                     T=self.T, weighted=w, curv=self._curv_buffer(),
+                     curv_mode=self._curv_mode(W, b))
         else:
             ks.hessp(self.kind, self.csr, self.csc, W, b, V, vb, H_out, hb_out,
                      U_out=self._buffer(), mean=mean, T=self.T, weighted=w)
         if not mean:
             self._scaled(0.0, H_out, hb_out)
+
+    def _curv_buffer(self) -> np.ndarray:
+        if self._curv is None:
+            self._curv = np.empty((self.n_samples, self.n_outputs))
+        return self._curv
+
+    def _curv_mode(self, W, b) -> int:
+        """CURV_USE when (W, b) equals the point of the last Hessian product (CG's products
+        all sit at one point: each then skips the logits), else CURV_STORE, remembering it."""
+        at = self._curv_at
+        if at is not None and np.array_equal(at[0], W) and np.array_equal(at[1], b):
+            return ks.CURV_USE
+        self._curv_at = (np.array(W, dtype=np.float64), np.array(b, dtype=np.float64))
+        return ks.CURV_STORE
 
     def _scaled(self, total: float, G_out, gb_out) -> float:
         """Sums over rows -> weighted means (divided by the weights' total S), in place."""

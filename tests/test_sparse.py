@@ -119,6 +119,48 @@ def test_kernels_bit_identical_for_one_and_two_threads(kind, m, columns):
         assert a.tobytes() == b.tobytes()
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("kind,m", KIND_CASES)
+def test_hessian_products_from_the_kept_curvature_are_bit_identical(kind, m, weighted):
+    X = _csr(N, K, 0.25, 4)
+    rng = np.random.default_rng(5)
+    T = _targets(kind, m, rng)
+    if weighted:
+        T = np.column_stack([T, rng.random(N)])
+    csr = (X.data, X.indices, X.indptr)
+    W, b = rng.standard_normal((K, m)), rng.standard_normal(m)
+    Q = np.full((N, m), np.nan)
+    for mode in (ks.CURV_STORE, ks.CURV_USE, ks.CURV_USE):
+        V, vb = rng.standard_normal((K, m)), rng.standard_normal(m)
+        H, hb, Hc, hbc = np.empty((K, m)), np.empty(m), np.empty((K, m)), np.empty(m)
+        ks.hessp(kind, csr, None, W, b, V, vb, H, hb, T=T, weighted=weighted)
+        ks.hessp(kind, csr, None, W, b, V, vb, Hc, hbc, T=T, weighted=weighted, curv=Q,
+                 curv_mode=mode)
+        assert H.tobytes() == Hc.tobytes() and hb.tobytes() == hbc.tobytes()
+    assert np.isfinite(Q).all()
+
+
+def test_objective_keeps_the_curvature_only_at_the_same_point():
+    X = _csr(N, K, 0.25, 6)
+    rng = np.random.default_rng(7)
+    obj = SparseObjective("softmax", X, _targets(kernels.SOFTMAX, 4, rng), encoded=True,
+                          n_outputs=4)
+    W, b = rng.standard_normal((K, 4)), rng.standard_normal(4)
+    assert obj._curv_mode(W, b) == ks.CURV_STORE
+    assert obj._curv_mode(W.copy(), b.copy()) == ks.CURV_USE  # equal values, other arrays
+    W2 = W.copy()
+    W2[0, 0] += 1e-15
+    assert obj._curv_mode(W2, b) == ks.CURV_STORE
+    V, vb = rng.standard_normal((K, 4)), rng.standard_normal(4)
+    H, hb, H2, hb2 = np.empty((K, 4)), np.empty(4), np.empty((K, 4)), np.empty(4)
+    obj.hessp(W, b, V, vb, H, hb)  # a new point: recomputed (W2's curvature is kept)
+    obj.hessp(W, b, V, vb, H2, hb2)  # the same point: from the kept curvature
+    Hd, hbd = np.empty((K, 4)), np.empty(4)
+    kernels.hessp(kernels.SOFTMAX, np.ascontiguousarray(X.toarray()), W, b, V, vb, Hd, hbd)
+    assert H.tobytes() == H2.tobytes()
+    _close(H2, Hd)
+
+
 def test_wide_outputs_take_the_column_pass_with_the_same_optimum(problem, monkeypatch):
     X, Xd, ys = problem
     kw = {"model": "softmax", "reg": "l2", "lam": 0.05, "solver": "lbfgs"}
