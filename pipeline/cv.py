@@ -14,8 +14,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import gram_path
 from .api import decision_function, predict, predict_proba
-from .paths import PathResult, data_objective, lambda_grid, lambda_max, path
+from .paths import (
+    PathResult,
+    check_path_options,
+    data_objective,
+    gram_based,
+    lambda_grid,
+    lambda_max,
+    path,
+    run_path,
+)
 from .solvers import FitResult
 from .validation import check_targets, check_X
 from .weights import row_weights
@@ -147,11 +157,14 @@ def cv(X, y, *, model: str, reg: str, folds: int = 5, scoring: str | None = None
     T, classes = check_targets(model, yc, n)
     s = row_weights(model, sample_weight, class_weight, T, classes)
     val_rows = _folds(model, yc, n, folds, seed)
-    full = data_objective(model, Xc, T, 0 if classes is None else len(classes), s)
-    ratio = 0.5 if l1_ratio is None else l1_ratio
     if reg == "none":
         raise ValueError("reg='none' has no lambda to choose: use pipeline.fit, or reg=l1, l2 "
                          "or elasticnet")
+    ratio = 0.5 if l1_ratio is None else l1_ratio
+    if gram_based(model, reg, path_options.get("solver", "auto"), Xc):
+        return _gram_cv(Xc, yc, T, s, val_rows, model, reg, l1_ratio, scoring_, select,
+                        n_lams, lam_min_ratio, lams, seed, path_options)
+    full = data_objective(model, Xc, T, 0 if classes is None else len(classes), s)
     # One grid for every fold: the full data's (glmnet), so the folds' scores line up.
     lam_max = lambda_max(full, reg, ratio)[0] if lams is None else 0.0
     lams_ = lambda_grid(lams, lam_max, n_lams, lam_min_ratio, n, Xc.shape[1])
@@ -167,7 +180,37 @@ def cv(X, y, *, model: str, reg: str, folds: int = 5, scoring: str | None = None
     return _choose(scores, lams_, scoring_, select, val_rows, Xc, yc, kwargs, s)
 
 
-def _choose(scores, lams, scoring, select, val_rows, X, y, kwargs, s=None) -> CVResult:
+def _gram_cv(X, y, T, s, val_rows, model, reg, l1_ratio, scoring, select, n_lams,
+             lam_min_ratio, lams, seed, path_options) -> CVResult:
+    """``cv`` of a linear model on the folds' sums (``pipeline.gram_path``): one pass over X
+    for every fold's sums, then every path point, KKT check and validation score from them.
+    The folds run one after the other (each costs (k+1)^2 work per point, less than a
+    process's start), so ``n_jobs`` changes nothing."""
+    opts = dict(path_options)
+    solver, tol = opts.pop("solver", "auto"), opts.pop("tol", 1e-7)
+    max_iter, screening = opts.pop("max_iter", 1000), opts.pop("screening", True)
+    dtype = opts.pop("dtype", "float64")
+    ratio, tol, max_iter, seed, checked = check_path_options(
+        model, reg, solver, l1_ratio, tol, max_iter, seed, opts)
+    train, val, full = gram_path.fold_objectives(X, T, s, val_rows)
+    lam_max, b0 = lambda_max(full, reg, ratio)
+    lams_ = lambda_grid(lams, lam_max if lams is None else 0.0, n_lams, lam_min_ratio,
+                        X.shape[0], X.shape[1])
+    scores = np.empty((len(val_rows), len(lams_)))
+    for f, (tr, va) in enumerate(zip(train, val, strict=True)):
+        P = run_path(tr, reg, ratio, lams_, lam_max, lambda_max(tr, reg, ratio)[1], solver,
+                     checked, tol, max_iter, seed, screening, None, dtype)
+        scores[f] = [va.scores(P.W[i], P.b[i])[scoring] for i in range(len(lams_))]
+
+    def refit(lams_head):
+        return run_path(full, reg, ratio, lams_head, lam_max, b0, solver, checked, tol,
+                        max_iter, seed, screening, None, dtype)
+
+    return _choose(scores, lams_, scoring, select, val_rows, refit=refit)
+
+
+def _choose(scores, lams, scoring, select, val_rows, X=None, y=None, kwargs=None, s=None,
+            refit=None) -> CVResult:
     greater = SCORINGS[scoring][1]
     mean = scores.mean(axis=0)
     se = scores.std(axis=0, ddof=1) / np.sqrt(scores.shape[0])
@@ -176,7 +219,8 @@ def _choose(scores, lams, scoring, select, val_rows, X, y, kwargs, s=None) -> CV
     within = np.flatnonzero(signed >= signed[best] - se[best])
     one_se = int(within.min())  # lams run from largest to smallest
     chosen = best if select == "min" else one_se
-    refit = path(X, y, lams=lams[:chosen + 1], sample_weight=s, **kwargs)
+    refit = (refit(lams[:chosen + 1]) if refit is not None else
+             path(X, y, lams=lams[:chosen + 1], sample_weight=s, **kwargs))
     return CVResult(lams=lams, scores=scores, mean=mean, se=se, lam_min=float(lams[best]),
                     lam_1se=float(lams[one_se]), lam=float(lams[chosen]), select=select,
                     scoring=scoring, greater_is_better=greater, folds=val_rows,

@@ -20,6 +20,7 @@ import numpy as np
 
 from kernels.gram import blas_single_thread
 
+from . import gram_path
 from .objectives import ArrayObjective, Objective
 from .penalties import Penalty
 from .solvers import (
@@ -109,8 +110,11 @@ def data_objective(model: str, X, T: np.ndarray, n_classes: int,
 
 def lambda_max(objective, reg: str, l1_ratio: float) -> tuple[float, np.ndarray]:
     """(lam_max, b0): the smallest lambda whose optimum has W = 0, and that optimum's bias."""
-    T, weights = objective.targets()
-    b0 = intercept_only(objective.model, T, objective.n_outputs, weights)
+    if isinstance(objective, gram_path.GramObjective):
+        b0 = objective.intercept_only()
+    else:
+        T, weights = objective.targets()
+        b0 = intercept_only(objective.model, T, objective.n_outputs, weights)
     W0 = np.zeros((objective.n_features, objective.n_outputs))
     G0, gb0 = np.empty_like(W0), np.empty_like(b0)
     objective.loss_grad(W0, b0, G0, gb0)
@@ -148,20 +152,47 @@ def path(X, y, *, model: str, reg: str, n_lams: int = 100, lam_min_ratio: float 
     if reg == "none":
         raise ValueError("reg='none' has no lambda to vary: use pipeline.fit, or reg=l1, l2 or "
                          "elasticnet for a path")
+    ratio, tol, max_iter, seed, checked = check_path_options(
+        model, reg, solver, l1_ratio, tol, max_iter, seed, solver_options)
+    Xc = check_X(X, dtype, accept_sparse=True)  # sparse: CSR, never densified
+    T, classes = check_targets(model, y, Xc.shape[0])
+    n, k = Xc.shape
+    weights = row_weights(model, sample_weight, class_weight, T, classes)
+    if gram_based(model, reg, solver, Xc):  # one pass for the sums, none per point
+        objective: Objective = gram_path.objective(Xc, T, weights)
+    else:
+        objective = data_objective(model, Xc, T, 0 if classes is None else len(classes),
+                                   weights)
+    lam_max, b0 = lambda_max(objective, reg, ratio)
+    lams_ = lambda_grid(lams, lam_max, n_lams, lam_min_ratio, n, k)
+    return run_path(objective, reg, ratio, lams_, lam_max, b0, solver, checked, tol, max_iter,
+                    seed, screening, classes, dtype)
+
+
+def check_path_options(model, reg, solver, l1_ratio, tol, max_iter, seed, solver_options):
+    """(l1_ratio, tol, max_iter, seed, solver options) checked as :func:`path` takes them."""
     check_compatibility(model, reg, solver)
     _, ratio, tol, max_iter, seed = check_hyperparameters(
         0.0, 0.5 if l1_ratio is None else l1_ratio, tol, max_iter, seed)
     warn_ineffective(reg, 1.0, l1_ratio is not None)
     if reg == "elasticnet" and ratio == 0.0:
         raise ValueError("l1_ratio=0 is the l2 penalty: use reg='l2' for its path")
-    checked = check_solver_options(solver, solver_options)
-    Xc = check_X(X, dtype, accept_sparse=True)  # sparse: CSR, never densified
-    T, classes = check_targets(model, y, Xc.shape[0])
-    n, k = Xc.shape
-    weights = row_weights(model, sample_weight, class_weight, T, classes)
-    objective = data_objective(model, Xc, T, 0 if classes is None else len(classes), weights)
-    lam_max, b0 = lambda_max(objective, reg, ratio)
-    lams_ = lambda_grid(lams, lam_max, n_lams, lam_min_ratio, n, k)
+    return ratio, tol, max_iter, seed, check_solver_options(solver, solver_options)
+
+
+def gram_based(model: str, reg: str, solver: str, X) -> bool:
+    """True when the path runs on the sums of ``pipeline.gram_path``: linear, dense float64
+    X, and a Gram solver (cd, closed_form; ``auto`` when it picks one)."""
+    if model != "linear" or is_sparse(X) or X.dtype != np.float64:
+        return False
+    n, k = X.shape
+    return solver in ("cd", "closed_form") or (
+        solver == "auto" and choose_auto("linear", reg, n, k) in ("cd", "closed_form"))
+
+
+def run_path(objective, reg, ratio, lams_, lam_max, b0, solver, checked, tol, max_iter, seed,
+             screening, classes, dtype) -> PathResult:
+    """The warm-started fits of a checked problem over the lambdas ``lams_`` (largest first)."""
     run = _PathRun(objective, reg, ratio, solver, checked, tol, max_iter, seed,
                    screening and reg != "l2")
     points = [run.point(float(lam), b0) for lam in lams_]
@@ -169,13 +200,13 @@ def path(X, y, *, model: str, reg: str, n_lams: int = 100, lam_min_ratio: float 
     if missed:
         warnings.warn(f"{missed} of {len(points)} path points stopped above tol={tol:g} (see "
                       "PathResult.converged and .residual): " + "; ".join(run.warnings[:2]),
-                      ConvergenceWarning, stacklevel=2)
+                      ConvergenceWarning, stacklevel=3)
     stack = {name: np.array([getattr(p, name) for p in points]) for name in
              ("W", "b", "objective", "loss", "n_nonzero", "n_passes", "time_s", "residual",
               "converged")}
-    return PathResult(model=model, reg=reg, l1_ratio=ratio, lams=lams_, lam_max=lam_max,
-                      solver=", ".join(sorted(run.solvers)) or "none", classes=classes,
-                      dtype=dtype, warnings=run.warnings, **stack)
+    return PathResult(model=objective.model, reg=reg, l1_ratio=ratio, lams=lams_,
+                      lam_max=lam_max, solver=", ".join(sorted(run.solvers)) or "none",
+                      classes=classes, dtype=dtype, warnings=run.warnings, **stack)
 
 
 def lambda_grid(lams, lam_max: float, n_lams: int, lam_min_ratio: float | None, n: int,
@@ -222,13 +253,13 @@ class _PathRun:
         k, m = objective.n_features, objective.n_outputs
         # Linear models on the Gram (cd, closed form) pay one pass for it over the whole path
         # (the objective keeps it); screening would copy columns and form Grams anew.
-        gram_based = objective.model == "linear" and (
+        on_gram = objective.model == "linear" and (
             solver in ("cd", "closed_form")
             or (solver == "auto" and choose_auto("linear", reg, objective.n_samples, k,
                                                  sparse=self.sparse)
                 in ("cd", "closed_form")))
         self.tol, self.max_iter, self.seed = tol, max_iter, seed
-        self.screening = screening and not gram_based
+        self.screening = screening and not on_gram
         self.W, self.b = np.zeros((k, m)), np.zeros(m)
         self.G: np.ndarray | None = None  # gradient of L at the last point (full problem)
         self.a1_prev = np.inf
@@ -239,11 +270,10 @@ class _PathRun:
     def point(self, lam: float, b0: np.ndarray) -> _Point:
         t0 = time.perf_counter()
         pen = Penalty(self.reg, lam, self.l1_ratio, self.obj.n_features)
-        cost = 0.0
+        cost, rows0 = 0.0, self.obj.counter.rows  # the full objective's rows: counted below
         if self.G is None:  # the first point: start from the intercept-only optimum
             self.b = b0.copy()
             self.G = self._gradient(self.W, self.b)[1]
-            cost += 1.0
         active = self._screen(pen.a1)
         while True:
             spent, res = self._solve(pen, active)
@@ -253,7 +283,6 @@ class _PathRun:
                 loss, G, residual = res.loss, res.gradient, res.residual
                 break
             loss, G, gb = self._gradient(self.W, self.b)
-            cost += 1.0
             violators = np.flatnonzero(~active & (np.abs(G).max(axis=1, initial=0.0)
                                                   > pen.a1 + 0.5 * self.tol))
             if not len(violators):
@@ -263,13 +292,16 @@ class _PathRun:
                 break
             active[violators] = True  # the strong rule was wrong for these: fit them too
         self.G, self.a1_prev = G, pen.a1
+        cost += (self.obj.counter.rows - rows0) / self.obj.n_samples  # a GramObjective: none
         return _Point(W=self.W.copy(), b=self.b.copy(), objective=loss + pen.value(self.W),
                       loss=loss, n_nonzero=int(np.count_nonzero(self.W)), n_passes=cost,
                       time_s=time.perf_counter() - t0, residual=residual,
-                      converged=residual <= self.tol)
+                      converged=residual <= self.tol or (
+                          res is not None and res.converged and res.gradient is G
+                          and res.criterion == "machine_precision"))
 
     def _gradient(self, W, b) -> tuple[float, np.ndarray, np.ndarray]:
-        """L and its gradient on the full problem (one pass)."""
+        """L and its gradient on the full problem (one pass; none on a GramObjective)."""
         G, gb = np.empty_like(W), np.empty_like(b)
         return self.obj.loss_grad(W, b, G, gb), G, gb
 
@@ -290,6 +322,27 @@ class _PathRun:
         keep = g >= 2.0 * a1 - self.a1_prev if np.isfinite(self.a1_prev) else g > a1
         return keep | np.any(self.W != 0.0, axis=1)
 
+    def _solve_on_sums(self, sub, pen: Penalty) -> FitResult:
+        """Coordinate descent on a GramObjective's own sums (no pass, no correction)."""
+        self.solvers.add("cd")
+        W, b, loss, G, gb, residual, sweeps, criterion = sub.solve(pen, self.W, self.b,
+                                                                   self.tol, self.max_iter)
+        ok = residual <= self.tol or (criterion == "machine_precision"
+                                      and residual <= 100 * self.tol)
+        if not ok:
+            msg = (f"cd stopped after {sweeps} sweeps with residual {residual:.3g} > "
+                   f"tol={self.tol:g}; " + ("raise max_iter" if criterion == "max_iter" else
+                                            "rounding stops it there: standardise the "
+                                            "features or loosen tol"))
+            if msg not in self.warnings:
+                self.warnings.append(msg)
+        self.W[:], self.b = W, b
+        return FitResult(W=W, b=b, model="linear", reg=self.reg, lam=pen.lam,
+                         l1_ratio=self.l1_ratio, solver="cd", objective=loss + pen.value(W),
+                         loss=loss, penalty=pen.value(W), n_iter=sweeps, n_passes=0,
+                         time_s=0.0, converged=ok, criterion=criterion, residual=residual,
+                         gradient=G)
+
     def _solve(self, pen: Penalty, active: np.ndarray) -> tuple[float, FitResult | None]:
         """Fit on the active columns from the warm start; returns its full-pass equivalents
         and the solver's result (None when no column is active)."""
@@ -305,6 +358,9 @@ class _PathRun:
         else:
             sub = obj.on_columns(cols)
             self._sub = (cols, sub)
+        if isinstance(sub, gram_path.GramObjective) and self.solver in ("auto", "cd") and (
+                pen.a1 or self.solver == "cd"):
+            return 0.0, self._solve_on_sums(sub, pen)
         rows0 = sub.counter.rows
         chosen = (choose_auto(obj.model, self.reg, obj.n_samples, len(cols), sparse=self.sparse)
                   if self.solver == "auto" else self.solver)
@@ -321,5 +377,7 @@ class _PathRun:
         self.W[:] = 0.0
         self.W[cols] = res.W
         self.b = np.array(res.b, dtype=np.float64)
+        if sub is obj:
+            return 0.0, res  # counted on obj's counter by point()
         share = (len(cols) + 1) / (obj.n_features + 1)
-        return (sub.counter.rows - rows0) / obj.n_samples * (1.0 if sub is obj else share), res
+        return (sub.counter.rows - rows0) / obj.n_samples * share, res
