@@ -63,8 +63,10 @@ class FileDatasetConfig(DatasetConfig):
     ``categorical``: None (a text column is an error), ``"auto"`` (every object, string or
     category column) or a list of column names, one-hot encoded with the training split's
     categories. ``missing``: see ``MISSING_POLICIES``. ``max_onehot``: the most one-hot columns
-    (the app keeps them in a dense block). ``categorical`` is typed ``Any`` because OmegaConf
-    has no ``str | list[str]``; ``check_file`` checks it.
+    in the dense layout. ``sparse``: ``auto`` (a CSR matrix above
+    ``pipeline.tabular.SPARSE_ONEHOT_AT`` one-hot columns), true or false. ``categorical`` and
+    ``sparse`` are typed ``Any`` because OmegaConf has no ``str | list[str]`` or
+    ``bool | str``; ``check_file`` checks them.
     """
 
     source: str = "file"
@@ -74,6 +76,7 @@ class FileDatasetConfig(DatasetConfig):
     categorical: Any = None
     missing: str = "error"
     max_onehot: int = 1000
+    sparse: Any = "auto"
 
 
 def categorical_spec(value: Any) -> str | list[str]:
@@ -95,6 +98,9 @@ def check_file(d: FileDatasetConfig) -> str | None:
     if d.missing not in MISSING_POLICIES:
         return (f"dataset.missing={d.missing!r} is not allowed; allowed: "
                 f"{', '.join(MISSING_POLICIES)}")
+    if d.sparse not in (True, False, "auto"):
+        return (f"dataset.sparse={d.sparse!r} is not allowed; allowed: auto (sparse above "
+                "256 one-hot columns), true, false")
     if d.max_onehot < 1:
         return f"dataset.max_onehot={d.max_onehot!r} is out of range; allowed: >= 1"
     w = d.weight_column

@@ -49,8 +49,31 @@ class Scaler:
     y_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
     y_scale: np.ndarray = field(default_factory=lambda: np.ones(0))
 
-    def transform(self, X_raw: np.ndarray) -> np.ndarray:
+    def transform(self, X_raw: Any) -> Any:
+        """(n, n_raw) -> (n, len(keep)); a scipy.sparse ``X_raw`` gives CSR, where only the
+        columns that the scaler changes (numeric ones) are made dense: 0/1 columns stay sparse."""
+        if hasattr(X_raw, "tocsr"):
+            return _sparse_transform(self, X_raw.tocsr())
         return np.ascontiguousarray((X_raw[:, self.keep] - self.mean) / self.scale)
+
+
+def _sparse_transform(s: Scaler, X_raw: Any) -> Any:
+    """``Scaler.transform`` of a CSR matrix: ``(x - mean) / scale`` where that changes x, in
+    the same arithmetic as the dense path, and the untouched columns as they are."""
+    import scipy.sparse as sp
+
+    Xk = X_raw[:, s.keep]
+    touched = (s.mean != 0) | (s.scale != 1)
+    if not touched.any():
+        return Xk.tocsr()
+    cols = np.flatnonzero(touched)
+    dense = (Xk[:, cols].toarray() - s.mean[cols]) / s.scale[cols]
+    out = sp.hstack([sp.csr_matrix(dense), Xk[:, np.flatnonzero(~touched)]], format="csr")
+    order = np.argsort(np.r_[cols, np.flatnonzero(~touched)], kind="stable")
+    if not np.array_equal(order, np.arange(len(order))):  # numeric columns not all first
+        out = out[:, order].tocsr()
+    out.sort_indices()
+    return out
 
 
 @dataclass
@@ -202,11 +225,11 @@ def fit_scaler(X: np.ndarray, y: np.ndarray | None,
     coefficient reads as the category's effect, and a rare category is not blown up to large
     values that the penalty would then barely shrink.
     """
-    std = X.std(axis=0)
-    keep = np.flatnonzero(std > 1e-12 * np.maximum(1.0, np.abs(X).max(axis=0)))
+    std, absmax = _column_spread(X, unscaled)
+    keep = np.flatnonzero(std > 1e-12 * np.maximum(1.0, absmax))
     if keep.size == 0:
         raise DataError("every feature column is constant on the training split")
-    mean, scale = X[:, keep].mean(axis=0), std[keep]
+    mean, scale = _column_means(X, keep, unscaled), std[keep]
     if unscaled is not None:
         hot = unscaled[keep]
         mean, scale = np.where(hot, 0.0, mean), np.where(hot, 1.0, scale)
@@ -216,6 +239,39 @@ def fit_scaler(X: np.ndarray, y: np.ndarray | None,
         sd = Y.std(axis=0)
         scaler.y_mean, scaler.y_scale = Y.mean(axis=0), np.where(sd > 0, sd, 1.0)
     return scaler
+
+
+def _column_spread(X: Any, unscaled: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: the standard deviation and the largest |x|, (k,) each. A sparse X (a file's
+    wide one-hot block) computes them without densifying its 0/1 columns: for a 0/1 column
+    with c ones in n rows they follow from c (its spread is 0 only for c = 0 or n)."""
+    if not hasattr(X, "tocsr"):
+        return X.std(axis=0), np.abs(X).max(axis=0)
+    X = X.tocsc()
+    hot = np.zeros(X.shape[1], bool) if unscaled is None else np.asarray(unscaled, bool)
+    std, absmax = np.zeros(X.shape[1]), np.zeros(X.shape[1])
+    if (~hot).any():
+        D = X[:, np.flatnonzero(~hot)].toarray()
+        std[~hot], absmax[~hot] = D.std(axis=0), np.abs(D).max(axis=0)
+    if hot.any():
+        H = X[:, np.flatnonzero(hot)]
+        share = np.asarray(H.sum(axis=0)).ravel() / X.shape[0]
+        std[hot] = np.sqrt(np.maximum(share * (1.0 - share), 0.0))
+        absmax[hot] = abs(H).max(axis=0).toarray().ravel()
+    return std, absmax
+
+
+def _column_means(X: Any, cols: np.ndarray, unscaled: np.ndarray | None) -> np.ndarray:
+    """Means of the columns ``cols`` of X; of a sparse X, the numeric ones as the dense path
+    computes them and the 0/1 ones (``unscaled``: the scaler leaves them at mean 0) as 0."""
+    if not hasattr(X, "tocsr"):
+        return X[:, cols].mean(axis=0)
+    hot = np.zeros(X.shape[1], bool) if unscaled is None else np.asarray(unscaled, bool)
+    mean = np.zeros(len(cols))
+    num = ~hot[cols]
+    if num.any():
+        mean[num] = X.tocsc()[:, cols[num]].toarray().mean(axis=0)
+    return mean
 
 
 def decode_targets(data: Dataset, y: np.ndarray) -> np.ndarray:
@@ -381,7 +437,8 @@ def _encode(frame: Any, parts: dict[str, np.ndarray], d: FileDatasetConfig,
             cats: list[str]) -> tuple[tabular.Tabular, dict[str, np.ndarray], dict[str, float]]:
     """Fill values and categories learnt on the training rows, applied to every split; the
     ``data/*`` facts: one-hot columns, unseen categories (val, test, total), filled cells."""
-    prep = tabular.fit(frame.iloc[parts["train"]], cats, d.missing, d.max_onehot, DataError)
+    prep = tabular.fit(frame.iloc[parts["train"]], cats, d.missing, d.max_onehot, DataError,
+                       d.sparse)
     raw: dict[str, np.ndarray] = {}
     facts: dict[str, float] = {"data/onehot_columns": float(prep.onehot.sum())}
     filled = 0

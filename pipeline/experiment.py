@@ -33,7 +33,7 @@ import numpy as np
 
 from pipeline import config as cfgmod
 from pipeline import data as datamod
-from pipeline import metrics, plots, tracking
+from pipeline import csr_io, metrics, plots, tracking
 
 SPLITS = ("train", "val", "test")
 EXIT_USER_ERROR = 2  # argparse's code for a bad command line; ours for any bad input
@@ -287,13 +287,18 @@ def training_input(config: cfgmod.Config, data: datamod.Dataset) -> dict[str, An
     X, y = data.raw["train"], data.y["train"]
     if data.task == "regression":
         y = data.y_original("train")
-    h = hashlib.sha256(np.ascontiguousarray(X).tobytes())
+    h = hashlib.sha256()
+    csr_io.hash_into(h, X)
     h.update(np.ascontiguousarray(y).tobytes())
     w = split_weights(data, "train")
     if w is not None:  # the weights are part of what the model saw
         h.update(b"\0weights\0" + w.tobytes())
     names = data.feature_names
     features: Any = X
+    if csr_io.is_csr(X):  # a wide one-hot block: one column per raw column, not densified
+        names, features = [], csr_io.table_columns(X, data.prep)
+        if len(features) > NAMED_COLUMNS_MAX:
+            features = np.column_stack(list(features.values()))
     if len(set(names)) == len(names) == X.shape[1] and len(names) <= NAMED_COLUMNS_MAX:
         features = {n: X[:, j] for j, n in enumerate(names)}
     Y = y.reshape(len(y), -1)
@@ -393,7 +398,8 @@ def log_evaluation(tr: Any, config: cfgmod.Config, data: datamod.Dataset, result
         tr.log_artifacts(figs, "plots")
     if test:  # what the pipeline predicted on the test split, for checks of the served model
         pred = folder / "test_predictions.npz"
-        np.savez(pred, X_raw=data.raw["test"], y_true=_plain(data.y_original("test")),
+        np.savez(pred, **csr_io.parts("X_raw", data.raw["test"]),
+                 y_true=_plain(data.y_original("test")),
                  y_pred=_plain(datamod.decode_targets(data, test["pred"])))
         tr.log_artifacts([pred])
 

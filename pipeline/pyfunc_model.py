@@ -32,9 +32,36 @@ def _load(path: str) -> dict[str, np.ndarray]:
         return {key: npz[key] for key in npz.files}
 
 
-def _logits(p: dict[str, np.ndarray], X_raw: np.ndarray) -> np.ndarray:
+def _logits(p: dict[str, np.ndarray], X_raw) -> np.ndarray:
+    if isinstance(X_raw, Codes):
+        return X_raw.logits(p)
     X = (np.asarray(X_raw, dtype=np.float64)[:, p["keep"]] - p["mean"]) / p["scale"]
     return X @ p["W"] + p["b"]
+
+
+class Codes:
+    """A raw table as a sparse-layout model takes it: the filled numeric block (n, n_num) and
+    per categorical column the index of each row's category in its one-hot block (-1: none).
+
+    Why not the one-hot matrix: a wide block (``dataset.sparse``) would be n x (thousands of
+    columns) dense; its logits need one weight row per category instead, gathered here.
+    """
+
+    def __init__(self, numeric: np.ndarray, codes: list[np.ndarray], offsets: np.ndarray):
+        self.numeric, self.codes, self.offsets = numeric, codes, offsets
+
+    def logits(self, p: dict[str, np.ndarray]) -> np.ndarray:
+        """``((x - mean) / scale) W + b`` summed as numeric block @ W + gathered weight rows."""
+        W = p["W"].reshape(len(p["keep"]), -1)
+        n_enc = self.numeric.shape[1] + int(self.offsets[-1])
+        Wx = np.zeros((n_enc, W.shape[1]))
+        Wx[p["keep"]] = W / p["scale"][:, None]
+        Z = self.numeric @ Wx[:self.numeric.shape[1]] + (p["b"] - (p["mean"] / p["scale"]) @ W)
+        for j, code in enumerate(self.codes):
+            seen = code >= 0
+            rows = self.numeric.shape[1] + int(self.offsets[j]) + code[seen]
+            Z[seen] += Wx[rows]
+        return Z
 
 
 def predict_arrays(p: dict[str, np.ndarray], X_raw: np.ndarray):
@@ -134,8 +161,9 @@ def _names(p: dict[str, np.ndarray], key: str) -> list[str]:
     return [str(v) for v in p["prep_" + key]]
 
 
-def _encode(p: dict[str, np.ndarray], model_input) -> np.ndarray:
-    """The raw table (categories, missing values) as the encoded matrix the weights expect."""
+def _encode(p: dict[str, np.ndarray], model_input) -> np.ndarray | Codes:
+    """The raw table (categories, missing values) as the encoded matrix the weights expect
+    (a sparse-layout model: as ``Codes``)."""
     inputs = _names(p, "inputs")
     if isinstance(model_input, pd.DataFrame):
         frame = model_input
@@ -151,30 +179,37 @@ def _encode(p: dict[str, np.ndarray], model_input) -> np.ndarray:
                          f"{inputs[:10]}")
     blocks = []
     numeric = _names(p, "numeric")
+    Xn = np.zeros((len(frame), 0))
     if numeric:
         Xn = frame[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
         fill = p["prep_num_fill"]
-        blocks.append(np.where(np.isnan(Xn) & ~np.isnan(fill), fill, Xn))
+        Xn = np.where(np.isnan(Xn) & ~np.isnan(fill), fill, Xn)
+        blocks.append(Xn)
     off, flat = p["prep_offsets"], np.asarray(p["prep_categories"], dtype=object)
     unseen: dict[str, int] = {}
+    all_codes = []
     for j, col in enumerate(_names(p, "categorical")):
         text = _as_text(frame[col])
         miss = pd.isna(text)
         if p["prep_cat_has_fill"][j]:
             text[miss] = str(p["prep_cat_fill"][j])
         codes = pd.Index(flat[off[j]:off[j + 1]]).get_indexer(text)
-        block = np.zeros((len(frame), off[j + 1] - off[j]))
         seen = codes >= 0
-        block[np.flatnonzero(seen), codes[seen]] = 1.0
         if not seen.all():
             unseen[col] = int((~seen).sum())
-        blocks.append(block)
+        all_codes.append(codes)
+        if not bool(p.get("prep_sparse", False)):
+            block = np.zeros((len(frame), off[j + 1] - off[j]))
+            block[np.flatnonzero(seen), codes[seen]] = 1.0
+            blocks.append(block)
     if unseen:
         import warnings
 
         shown = ", ".join(f"{c!r} ({n} rows)" for c, n in unseen.items())
         warnings.warn(f"categories not seen in training, encoded as all zeros: {shown}",
                       UserWarning, stacklevel=3)
+    if bool(p.get("prep_sparse", False)):
+        return Codes(Xn, all_codes, off)
     return np.hstack(blocks) if blocks else np.zeros((len(frame), 0))
 
 

@@ -89,10 +89,13 @@ def save_prepared(data: Any, out: Path) -> None:
     only when it has them, so the folders of other data sets stay as they were."""
     from pipeline import tabular
 
+    from pipeline import csr_io
+
     fresh_folder(out)
     for split in SPLITS:
         for kind, arrays in (("X", data.X), ("y", data.y), ("raw", data.raw)):
-            _save(out / f"{kind}_{split}.npy", arrays[split])
+            for name, a in csr_io.parts(f"{kind}_{split}", arrays[split]).items():
+                _save(out / f"{name}.npy", a)  # a wide one-hot matrix: CSR parts
         if getattr(data, "weights", None) is not None:
             _save(out / f"w_{split}.npy", data.weights[split])
     arrays, extra = tabular.prepared_files(data)
@@ -131,9 +134,11 @@ def load_prepared(folder: Path) -> Any:
         arr = {p.stem: np.load(p, allow_pickle=False) for p in folder.glob("*.npy")}
     except (OSError, ValueError) as err:
         raise _missing(folder, err, "prepare") from None
+    from pipeline import csr_io
+
     need = [f"scaler_{k}" for k in SCALER] + [f"{k}_{s}" for k in ("X", "y", "raw")
                                               for s in SPLITS]
-    absent = [name for name in need if name not in arr]
+    absent = [name for name in need if not csr_io.has(arr, name)]
     if absent:
         raise _missing(folder, ValueError(f"no {absent[0]}.npy"), "prepare")
     scaler = datamod.Scaler(**{k: arr[f"scaler_{k}"] for k in SCALER})
@@ -141,8 +146,9 @@ def load_prepared(folder: Path) -> Any:
         name=schema["name"], task=schema["task"], feature_names=schema["feature_names"],
         target_names=schema["target_names"], classes=arr.get("classes"),
         class_names=schema["class_names"], scaler=scaler,
-        X={s: arr[f"X_{s}"] for s in SPLITS}, y={s: arr[f"y_{s}"] for s in SPLITS},
-        raw={s: arr[f"raw_{s}"] for s in SPLITS}, digest=schema["digest"])
+        X={s: csr_io.joined(arr, f"X_{s}") for s in SPLITS},
+        y={s: arr[f"y_{s}"] for s in SPLITS},
+        raw={s: csr_io.joined(arr, f"raw_{s}") for s in SPLITS}, digest=schema["digest"])
     if all(f"w_{s}" in arr for s in SPLITS):
         ds.weights = {s: arr[f"w_{s}"] for s in SPLITS}
     extra_file = folder / "tabular.json"

@@ -12,8 +12,11 @@ Category values are compared as text (``str(value)``: the integer 5 and the text
 category). An unseen category, or a missing one when nothing fills it, is a row of zeros in
 its column's block, and counted.
 
-Why dense: the app's ``Dataset`` (``raw``, the scaler, the DVC stage files, the logged
-dataset and predictions) is built on dense arrays; ``max_onehot`` bounds the block instead.
+Layout (``dataset.sparse``): a wide one-hot block (more than ``SPARSE_ONEHOT_AT`` columns
+with ``auto``, or always with ``true``) makes the encoded matrix a CSR matrix; the numeric
+columns are then stored columns of it (the scaler still centres them: they are not sparse to
+begin with) and the one-hot columns stay 0/1, so nothing is densified. A dense layout keeps at
+most ``dataset.max_onehot`` one-hot columns (rows x columns floats in memory).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 PREFIX = "prep_"  # the npz keys of a Tabular (the pyfunc looks for them)
+SPARSE_ONEHOT_AT = 256  # dataset.sparse=auto: a CSR matrix above this many one-hot columns
 
 
 def as_text(col: pd.Series) -> np.ndarray:
@@ -64,7 +68,7 @@ def missing_message(counts: dict[str, int], n_rows: int) -> str:
 class Encoded:
     """``Tabular.transform``'s result: the matrix, unseen categories per column, fills."""
 
-    X: np.ndarray
+    X: Any  # (n, n_encoded) float64: an ndarray, or a scipy CSR matrix (``Tabular.sparse``)
     unseen: dict[str, int]
     filled: int
 
@@ -80,6 +84,7 @@ class Tabular:
     num_fill: np.ndarray  # (len(numeric),) fill values; NaN: none (dataset.missing=error)
     cat_fill: list[str | None]  # per categorical column; None: none
     missing: str = "error"
+    sparse: bool = False  # the encoded matrix is a scipy CSR matrix
     _encoder: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -105,7 +110,8 @@ class Tabular:
         return self._encoder
 
     def transform(self, frame: pd.DataFrame) -> Encoded:
-        """The encoded (n, n_encoded) float64 matrix of ``frame`` (raw columns by name)."""
+        """The encoded (n, n_encoded) float64 matrix of ``frame`` (raw columns by name): dense,
+        or CSR when ``sparse``."""
         blocks, filled, unseen = [], 0, {}
         if self.numeric:
             Xn = numeric_block(frame, self.numeric)
@@ -125,7 +131,13 @@ class Tabular:
                 hits = np.diff(B[:, start:start + len(cats)].indptr)
                 unseen[c] = int((hits == 0).sum())
                 start += len(cats)
-            blocks.append(B.toarray())
+            blocks.append(B if self.sparse else B.toarray())
+        if self.sparse:
+            import scipy.sparse as sp
+
+            X = sp.hstack([sp.csr_matrix(b) for b in blocks], format="csr", dtype=np.float64)
+            X.sort_indices()
+            return Encoded(X, unseen, filled)
         return Encoded(np.hstack(blocks), unseen, filled)
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -140,7 +152,8 @@ class Tabular:
             "num_fill": np.asarray(self.num_fill, dtype=np.float64),
             "cat_fill": np.array([v or "" for v in self.cat_fill], dtype=str),
             "cat_has_fill": np.array([v is not None for v in self.cat_fill], dtype=bool),
-            "missing": np.array(self.missing)}.items()}
+            "missing": np.array(self.missing),
+            "sparse": np.array(self.sparse)}.items()}
 
     @classmethod
     def from_arrays(cls, p: dict[str, np.ndarray]) -> Tabular:
@@ -157,7 +170,8 @@ class Tabular:
                    num_fill=np.asarray(p[PREFIX + "num_fill"], dtype=np.float64),
                    cat_fill=[str(v) if h else None for v, h in zip(p[PREFIX + "cat_fill"], has,
                                                                   strict=True)],
-                   missing=str(p[PREFIX + "missing"]))
+                   missing=str(p[PREFIX + "missing"]),
+                   sparse=bool(p[PREFIX + "sparse"]) if PREFIX + "sparse" in p else False)
 
     def add_to_npz(self, path: Path) -> Path:
         """Write ``arrays()`` into the model's ``.npz`` next to its weights and scaler."""
@@ -169,11 +183,13 @@ class Tabular:
 
 
 def fit(frame: pd.DataFrame, categorical: list[str], missing: str, max_onehot: int,
-        error: type[Exception]) -> Tabular:
+        error: type[Exception], sparse: bool | str = False) -> Tabular:
     """Learn fill values and categories on the training split ``frame`` (its feature columns).
 
-    Raises ``error`` for a column with no value at all on the training split (nothing to
-    fill it with) and for more one-hot columns than ``max_onehot``.
+    ``sparse``: True, False or ``"auto"`` (``dataset.sparse``; auto: CSR above
+    ``SPARSE_ONEHOT_AT`` one-hot columns). Raises ``error`` for a column with no value at all
+    on the training split (nothing to fill it with) and, in the dense layout, for more one-hot
+    columns than ``max_onehot``.
     """
     from sklearn.impute import SimpleImputer
     from sklearn.preprocessing import OneHotEncoder
@@ -200,16 +216,24 @@ def fit(frame: pd.DataFrame, categorical: list[str], missing: str, max_onehot: i
             T = imp.transform(T)
         encoder = OneHotEncoder(handle_unknown="ignore", dtype=np.float64).fit(T)
         categories = [np.asarray(c, dtype=str) for c in encoder.categories_]
-        width = sum(len(c) for c in categories)
-        if width > max_onehot:
-            top = sorted(zip(cats, categories, strict=True), key=lambda t: -len(t[1]))[:3]
-            shown = ", ".join(f"{c!r} ({len(v)} categories)" for c, v in top)
-            raise error(f"the categorical columns make {width} one-hot columns on the "
-                        f"training split, more than dataset.max_onehot={max_onehot} (the app "
-                        f"keeps them dense): {shown}; drop or bucket such a column, or raise "
-                        "dataset.max_onehot")
+    width = sum(len(c) for c in categories)
+    layout = bool(cats) and (sparse is True or (sparse == "auto" and width > SPARSE_ONEHOT_AT))
+    if width > max_onehot and not layout:
+        top = sorted(zip(cats, categories, strict=True), key=lambda t: -len(t[1]))[:3]
+        shown = ", ".join(f"{c!r} ({len(v)} categories)" for c, v in top)
+        raise error(f"the categorical columns make {width} one-hot columns on the "
+                    f"training split, more than dataset.max_onehot={max_onehot} (with "
+                    f"dataset.sparse={_said(sparse)} the app keeps them dense): {shown}; set "
+                    "dataset.sparse=true (or auto) to keep them in a sparse matrix, drop or "
+                    "bucket such a column, or raise dataset.max_onehot")
     return Tabular(inputs=inputs, numeric=numeric, categorical=cats, categories=categories,
-                   num_fill=num_fill, cat_fill=cat_fill, missing=missing, _encoder=encoder)
+                   num_fill=num_fill, cat_fill=cat_fill, missing=missing, sparse=layout,
+                   _encoder=encoder)
+
+
+def _said(sparse: bool | str) -> str:
+    """``dataset.sparse`` as the user types it."""
+    return str(sparse).lower()
 
 
 # ----------------------------------------------------------------------------- stage files
