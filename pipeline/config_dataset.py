@@ -71,6 +71,10 @@ class FileDatasetConfig(DatasetConfig):
 
     source: str = "file"
     path: str = MISSING
+    target_path: str | None = None
+    streaming: Any = False
+    stream_above_mb: float = 1024.0
+    chunk_rows: int | None = None
     target: list[str] = field(default_factory=list)
     features: list[str] | None = None
     categorical: Any = None
@@ -92,7 +96,10 @@ def categorical_spec(value: Any) -> str | list[str]:
 
 def check_file(d: FileDatasetConfig) -> str | None:
     """What is wrong with a file dataset's options (a message naming the field), or None."""
-    if not d.target:
+    problem = _check_stream_fields(d)
+    if problem:
+        return problem
+    if not d.target and not d.target_path:
         return ("dataset.target=[] names no target column; allowed: one or more column names "
                 "of the file (several for multilabel)")
     if d.missing not in MISSING_POLICIES:
@@ -123,4 +130,121 @@ def check_file(d: FileDatasetConfig) -> str | None:
     if not ok:
         return (f"dataset.categorical={value!r} is not allowed; allowed: auto, none, or a list "
                 "of column names ([color,size])")
+    return None
+
+
+# ----------------------------------------------------------------------------- streaming
+# dataset.streaming (``pipeline.data_streamed``): X read chunk by chunk, never whole.
+STREAM_ONLY = (".npy", ".zarr")  # X the in-memory reader cannot read (also folders of shards)
+CSV_SUFFIXES = (".csv", ".txt")
+
+
+def _streaming_value(value: Any) -> str:
+    """``dataset.streaming`` as ``"true"``, ``"false"`` or ``"auto"`` (else the value as text)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value).lower() if str(value).lower() in ("true", "false", "auto") else str(value)
+
+
+def _disk_mb(path: str) -> float:
+    """Size of a file, or of every file under a folder, in MiB (0 when it is not there)."""
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p.stat().st_size / 2**20
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 2**20
+    return 0.0
+
+
+def stream_only(path: str) -> bool:
+    """Whether ``path`` is X that only the streamed reader reads: a .npy file, a zarr array
+    or a folder of .npy shards."""
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    return (p.suffix.lower() in STREAM_ONLY or (p / "zarr.json").exists()
+            or (p / ".zarray").exists() or (p.is_dir() and any(p.glob("*.npy"))))
+
+
+def streams(d: Any) -> bool:
+    """Whether a file dataset is streamed: ``streaming=true``; ``auto`` for X that only the
+    streamed reader reads, or a file (folder) above ``stream_above_mb`` MiB on disk that is
+    not CSV (a CSV has no row groups to read by: it is always loaded whole under ``auto``)."""
+    mode = _streaming_value(getattr(d, "streaming", False))
+    if mode != "auto":
+        return mode == "true"
+    path = str(d.path)
+    if stream_only(path):
+        return True
+    return (not path.lower().endswith(CSV_SUFFIXES)
+            and _disk_mb(path) > float(d.stream_above_mb))
+
+
+def _check_stream_fields(d: Any) -> str | None:
+    mode = _streaming_value(d.streaming)
+    if mode not in ("true", "false", "auto"):
+        return (f"dataset.streaming={d.streaming!r} is not allowed; allowed: false (load the "
+                "file whole), true (read it chunk by chunk), auto (stream above "
+                "dataset.stream_above_mb MiB on disk)")
+    if not d.stream_above_mb >= 0:
+        return (f"dataset.stream_above_mb={d.stream_above_mb!r} is out of range; allowed: "
+                ">= 0 (MiB on disk)")
+    if d.chunk_rows is not None and d.chunk_rows < 1:
+        return f"dataset.chunk_rows={d.chunk_rows!r} is out of range; allowed: null or >= 1"
+    if mode == "false" and stream_only(str(d.path)):
+        return (f"dataset.path={d.path!r} is a .npy file, .npy shards or a zarr array, which "
+                "the app reads only chunk by chunk: set dataset.streaming=true (or auto)")
+    return None
+
+
+def check_streaming(d: Any, model: str, search: str, backend: str, solver: str,
+                    class_weight: Any) -> str | None:
+    """What a streamed run cannot honour (a message naming the field and the fix), or None.
+
+    Called for a file dataset that ``streams``. Streaming reads numeric columns chunk by
+    chunk, so anything that needs the table whole or weights is refused, never ignored.
+    """
+    why = ("dataset.streaming=true" if _streaming_value(d.streaming) == "true" else
+           f"dataset.streaming=auto streams {d.path!r} (above dataset.stream_above_mb="
+           f"{d.stream_above_mb:g} MiB, or not a table)")
+    back = "; or set dataset.streaming=false to load the file whole"
+    path = str(d.path).lower()
+    if path.endswith(CSV_SUFFIXES):
+        return (f"{why}: a CSV file cannot be streamed (no row groups to read by); convert it "
+                "to Parquet (pd.read_csv(path).to_parquet(out, row_group_size=65536)) or "
+                f"write .npy shards{back}")
+    table = not stream_only(str(d.path))
+    if table and d.target_path is not None:
+        return (f"dataset.target_path={d.target_path!r} is for X in .npy files or zarr; a "
+                "Parquet file names its target columns with dataset.target: drop "
+                "dataset.target_path")
+    if not table and not d.target_path:
+        return (f"{why}: X in {d.path!r} has no target columns; name the targets' .npy file, "
+                "shard folder or zarr array with dataset.target_path=...")
+    if not table and d.features is not None:
+        return ("dataset.features selects columns of a Parquet file; a .npy or zarr X is used "
+                "with all its columns: drop dataset.features")
+    refused = [
+        (categorical_spec(d.categorical) != [], "dataset.categorical",
+         "one-hot encoding needs the training split's categories in memory; encode the "
+         "columns in the file first, or drop dataset.categorical"),
+        (d.missing != "error", f"dataset.missing={d.missing}",
+         "filling holes is not streamed; fill them in the file first, or use "
+         "dataset.missing=error"),
+        (d.weight_column is not None, "dataset.weight_column",
+         "row weights are not streamed yet; drop dataset.weight_column"),
+        (class_weight is not None, "model.class_weight",
+         "class weights are not streamed yet; drop model.class_weight"),
+        (search != "none", f"search={search}",
+         "a streamed run fits one lambda; use search=none (reg.lam=...)"),
+        (backend != "cpu", f"backend={backend}", "a streamed run reads chunks on backend=cpu"),
+        (solver == "sgd", "solver=sgd",
+         "sgd draws shuffled mini-batches from all rows; use solver=auto (or lbfgs, newton, "
+         "prox_newton, ...)"),
+    ]
+    for bad, field_name, fix in refused:
+        if bad:
+            return f"{why} does not support {field_name}: {fix}{back}"
     return None
