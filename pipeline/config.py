@@ -29,7 +29,7 @@ from .config_dataset import TASKS as TASKS
 from .config_dataset import DatasetConfig as DatasetConfig
 from .config_dataset import FileDatasetConfig as FileDatasetConfig
 from .config_dataset import SyntheticDatasetConfig as SyntheticDatasetConfig
-from .config_dataset import check_file
+from .config_dataset import check_file, check_streaming, streams
 from .solvers import options as solver_opts
 from .solvers.options import AGDConfig as AGDConfig
 from .solvers.options import GDConfig as GDConfig
@@ -267,6 +267,9 @@ def validate(config: Config) -> None:
             raise ConfigError(f"dataset.n_outputs={d.n_outputs} for a multiclass task; "
                               "allowed: >= 2 classes")
     problem = check_file(d) if isinstance(d, FileDatasetConfig) else None
+    if not problem and isinstance(d, FileDatasetConfig) and streams(d):  # pipeline.data_streamed
+        problem = check_streaming(d, m.name, config.search.name, config.backend.name, s.name,
+                                  m.class_weight)
     if problem:
         raise ConfigError(problem)
     m.class_weight = _check_weights(config)
