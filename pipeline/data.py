@@ -25,7 +25,7 @@ from pipeline.config import (
     FileDatasetConfig,
     SyntheticDatasetConfig,
 )
-from pipeline.config_dataset import categorical_spec
+from pipeline.config_dataset import categorical_spec, streams
 from pipeline.validation import check_targets
 
 MAX_CLASSES = 100
@@ -322,6 +322,10 @@ def load(d: DatasetConfig, model: str, seed: int, class_weight: Any = None) -> D
     A file's categories and fill values are learnt on the training split (``_encode``).
     ``class_weight`` (``model.class_weight``): its labels are checked against the classes.
     """
+    if isinstance(d, FileDatasetConfig) and streams(d):  # chunk by chunk: X never whole
+        from pipeline import data_streamed
+
+        return data_streamed.load(d, model, seed, class_weight)
     frame, cats, w = None, None, None  # cats: a file's categorical columns (None: no encoding)
     if isinstance(d, SyntheticDatasetConfig):
         source = sources.synthetic(d.task, d.n, d.k, d.n_outputs, d.noise, d.seed)
