@@ -71,7 +71,8 @@ class Progress:
 
     def __call__(self, step: int, objective: float, loss: float, *rest: Any) -> None:
         values = {"objective": objective, "data_loss": loss}
-        if len(rest) >= 2 and len(self.data.y["val"]):
+        streamed = getattr(self.data, "streamed", False)  # a pass per step: not scored
+        if len(rest) >= 2 and len(self.data.y["val"]) and not streamed:
             W, b = np.asarray(rest[0]), np.asarray(rest[1])
             Z = self.data.X["val"] @ W.reshape(W.shape[0], -1) + b.reshape(-1)
             values[f"val_{self.val_name}"] = metrics.val_score(
@@ -184,7 +185,8 @@ def fit(config: cfgmod.Config, data: datamod.Dataset, callback: Any) -> Any:
 
     with warnings.catch_warnings(), event.install_listener("numba:compiler_lock", Listener()):
         warnings.simplefilter("ignore", IgnoredParameterWarning)  # config.load warned already
-        result: Any = core_fit(data.X["train"], data.y["train"], model=config.model.name,
+        y_train = None if getattr(data, "streamed", False) else data.y["train"]  # in the source
+        result: Any = core_fit(data.X["train"], y_train, model=config.model.name,
                           reg=config.reg.name, lam=config.reg.lam, l1_ratio=config.reg.l1_ratio,
                           solver=config.solver.name, tol=config.solver.tol,
                           max_iter=config.solver.max_iter, seed=config.seed,
@@ -284,6 +286,10 @@ def training_input(config: cfgmod.Config, data: datamod.Dataset) -> dict[str, An
     Why the training split only, hashed here: it is what the model saw, and MLflow's own
     digest hashes only the first 10 000 values; sha256 of the split costs ~0.1 s per 100 MB.
     """
+    if getattr(data, "streamed", False):  # X never whole: names, shapes and digest
+        from pipeline import data_streamed
+
+        return data_streamed.training_input(dataset_label(config), data, config.dataset)
     X, y = data.raw["train"], data.y["train"]
     if data.task == "regression":
         y = data.y_original("train")
@@ -350,7 +356,8 @@ def log_fit(tr: Any, config: cfgmod.Config, data: datamod.Dataset, show: bool,
     facts and tags."""
     fit_weights(config, data)  # weights it cannot honour: an error before anything is logged
     tr.log_params({**cfgmod.flatten(config),
-                   "data.weighted": str(data.weights is not None).lower()})
+                   "data.weighted": str(data.weights is not None).lower(),
+                   **(getattr(data, "stream", None) or {"data.streamed": "false"})})
     tr.log_text(config_yaml or cfgmod.to_yaml(config), "config.yaml")
     tr.log_dataset(**training_input(config, data))
     tr.log_metrics(data.facts)  # a file's data/* facts: one-hot columns, unseen categories
@@ -396,6 +403,12 @@ def log_evaluation(tr: Any, config: cfgmod.Config, data: datamod.Dataset, result
             figs = [*figs, *search.plot(result.search, [data.feature_names[j] for j in
                                                         data.scaler.keep], folder / "plots")]
         tr.log_artifacts(figs, "plots")
+    if test and getattr(data, "streamed", False):  # X never whole: no X_raw
+        pred = folder / "test_predictions.npz"
+        np.savez(pred, y_true=_plain(data.y_original("test")),
+                 y_pred=_plain(datamod.decode_targets(data, test["pred"])))
+        tr.log_artifacts([pred])
+        test = {}
     if test:  # what the pipeline predicted on the test split, for checks of the served model
         pred = folder / "test_predictions.npz"
         np.savez(pred, **csr_io.parts("X_raw", data.raw["test"]),
@@ -421,7 +434,9 @@ def log_model(tr: Any, config: cfgmod.Config, data: datamod.Dataset, result: Any
         X_ex = data.input_example(5)  # the raw table when the model encodes one
         y_ex = None
         if len(data.y["test"]):
-            y_ex = datamod.decode_targets(data, predict(result, data.X["test"][:5]))
+            from pipeline.data_streamed import head
+
+            y_ex = datamod.decode_targets(data, predict(result, head(data.X["test"], 5)))
             if y_ex.ndim == 2:
                 y_ex = pd.DataFrame(y_ex, columns=data.target_names)
         tr.set_tags({"model_uri": tr.log_model(npz, X_ex, y_ex)})
