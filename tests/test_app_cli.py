@@ -81,6 +81,8 @@ BAD = [
     (["model=perceptron"], ["perceptron", "softmax"]),
     (["model=logistic", "dataset=diabetes"], ["model=logistic", "diabetes", "linear"]),
     (["solver=lbfgs", "reg=l1"], ["lbfgs", "l1", "agd"]),
+    (["dataset=file", "dataset.path=big.csv", "dataset.target=[y]", "dataset.streaming=true"],
+     ["dataset.streaming=true", "CSV", "Parquet"]),
 ]
 BAD_DATA = [  # (column, target, model, words)
     ("nan", "y", "linear", ["'b'", "NaN"]),
