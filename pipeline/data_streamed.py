@@ -273,8 +273,8 @@ def load(d: FileDatasetConfig, model: str, seed: int, class_weight: Any = None) 
     y_core = {s: _targets(rule(split=0), ys[s]) for s in SPLITS}
     datamod.check_target(model, y_core["train"], d.name, targets, " (its training split)")
     names = [base.feature_names[j] for j in keep]
-    X = {s: SplitSource(base, rule(split=CODES[s]), counts[:, CODES[s]], names, targets,
-                        base.chunk_rows) for s in SPLITS}
+    X: dict[str, Any] = {s: SplitSource(base, rule(split=CODES[s]), counts[:, CODES[s]], names,
+                                        targets, base.chunk_rows) for s in SPLITS}
     h_all.update(np.ascontiguousarray(y_all).astype(
         str if y_all.dtype.kind == "O" else y_all.dtype).tobytes())
     class_names = [str(c) for c in classes] if classes is not None else []
@@ -347,7 +347,7 @@ def save_prepared(data: StreamedDataset, out: Path) -> None:
     for split in SPLITS:
         folder = out / f"X_{split}"
         folder.mkdir()
-        src = data.X[split]
+        src: Any = data.X[split]
         for i, (X_c, _) in enumerate(prefetched(src.loaders(), PREFETCH)):
             _save(folder / f"part-{i:05d}.npy", X_c)
         _save(out / f"y_{split}.npy", data.y[split])
@@ -356,13 +356,14 @@ def save_prepared(data: StreamedDataset, out: Path) -> None:
     if data.classes is not None:
         _save(out / "classes.npy", data.classes)
     _save(out / "example.npy", data.example)
+    train: Any = data.X["train"]
     write_json(out / "schema.json", {
         "name": data.name, "task": data.task, "digest": data.digest,
         "train_digest": data.train_digest, "streamed": True, "stream": data.stream,
         "feature_names": data.feature_names, "target_names": data.target_names,
         "class_names": data.class_names, "has_classes": data.classes is not None,
         "n_rows": {s: len(data.y[s]) for s in SPLITS},
-        "n_features": int(data.X["train"].n_features)})
+        "n_features": int(train.n_features)})
 
 
 def load_prepared(folder: Path, schema: dict[str, Any]) -> StreamedDataset:
@@ -374,8 +375,8 @@ def load_prepared(folder: Path, schema: dict[str, Any]) -> StreamedDataset:
     try:
         arr = {p.stem: np.load(p, allow_pickle=False) for p in folder.glob("*.npy")}
         names = [schema["feature_names"][j] for j in arr["scaler_keep"]]
-        X = {s: NpyShardsSource(folder / f"X_{s}", folder / f"y_{s}.npy", feature_names=names)
-             for s in SPLITS}
+        X: dict[str, Any] = {s: NpyShardsSource(folder / f"X_{s}", folder / f"y_{s}.npy",
+                                                feature_names=names) for s in SPLITS}
         y = {s: arr[f"y_{s}"] for s in SPLITS}
         scaler = datamod.Scaler(**{k: arr[f"scaler_{k}"] for k in SCALER})
     except (OSError, ValueError, KeyError) as err:
