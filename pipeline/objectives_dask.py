@@ -17,6 +17,7 @@ that needed them waits for that; every wait is bounded (``timeout``), never a ha
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -103,9 +104,33 @@ def chunk_shape(chunk: tuple[np.ndarray, np.ndarray]) -> tuple[int, int, int]:
     return X.shape[0], X.shape[1], T.shape[1]
 
 
+def kernel_threads() -> int:
+    """Set the calling thread's numba thread count to the worker's share of the cores, the
+    ``NUMBA_NUM_THREADS`` of its environment (``dask_backend.worker_env``: cores // workers),
+    and return it (numba's own count where the variable is unset).
+
+    numba reads that variable once, when it is first imported, and a spawned worker imports
+    the driver's main module before its nanny sets the worker's environment: a script that
+    imports ``pipeline`` at its top thus gave every worker numba's default of all the cores
+    (2 workers x 2 threads on 2 cores; measured on the workers). The count is also per thread
+    in numba, so it is set in the thread that runs the task. Bits do not depend on it.
+    """
+    import numba
+
+    want = os.environ.get("NUMBA_NUM_THREADS", "")
+    n = numba.get_num_threads()
+    if want.isdigit():
+        n = max(1, min(int(want), numba.config.NUMBA_NUM_THREADS))
+        if numba.get_num_threads() != n:
+            numba.set_num_threads(n)
+    return n
+
+
 def run_chunks(chunks: Sequence[tuple[np.ndarray, np.ndarray]], op: Callable[..., Any],
                args: tuple) -> list:
-    """``op(X_c, T_c, *args)`` for each of this worker's chunks, in the order given."""
+    """``op(X_c, T_c, *args)`` for each of this worker's chunks, in the order given (numba on
+    the worker's share of the cores, :func:`kernel_threads`)."""
+    kernel_threads()
     return [op(X, T, *args) for X, T in chunks]
 
 

@@ -154,6 +154,33 @@ def test_cluster_fit_reaches_the_in_memory_optimum(cluster, model, reg):
     assert got.objective == pytest.approx(want.objective, rel=1e-12)
 
 
+def test_kernel_threads_follow_the_workers_environment(monkeypatch, client):
+    """A task's numba threads are the worker's NUMBA_NUM_THREADS, set in the task's thread
+    (numba may have been imported before the nanny set that variable; its count is per
+    thread)."""
+    import threading
+
+    import numba
+
+    from pipeline.objectives_dask import kernel_threads
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba runs one thread here: nothing to pin")
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
+    seen = []
+
+    def task():  # a fresh thread starts at numba's default count (all the cores here)
+        seen.append((numba.get_num_threads(), kernel_threads(), numba.get_num_threads()))
+
+    t = threading.Thread(target=task)
+    t.start()
+    t.join()
+    assert seen == [(numba.config.NUMBA_NUM_THREADS, 1, 1)]
+    share = max(1, (os.cpu_count() or 1) // 2)  # worker_env(2): the cores shared by 2 workers
+    assert client.gather([client.submit(kernel_threads, pure=False, workers=[w])
+                          for w in client.scheduler_info()["workers"]]) == [share, share]
+
+
 @pytest.mark.slow
 def test_same_bits_on_one_two_and_four_workers(cluster, client):
     runs = {}
