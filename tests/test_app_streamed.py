@@ -107,6 +107,13 @@ def test_streamed_run_fits_and_scores_the_in_memory_rows_to_the_bit(store, tmp_p
         ("true", "parquet", str(CHUNK))
     assert p["data.n_chunks"] == str(-(-int(tr.sum()) // CHUNK))
     assert "step/val_accuracy" not in logged.metrics  # a pass over the file per step: not kept
+    # the logged model takes the file's raw rows and predicts what the run predicted
+    import mlflow
+
+    mlflow.set_tracking_uri(store)
+    model = mlflow.pyfunc.load_model(f"runs:/{res.run_id}/model")
+    got = np.asarray(model.predict(frame[code == 2].drop(columns="label")))
+    np.testing.assert_array_equal(got, datamod.decode_targets(data, res.predictions["pred"]))
     # the training input's digest is an in-memory run's of the same rows
     import hashlib
 
