@@ -193,6 +193,10 @@ def _check_stream_fields(d: Any) -> str | None:
                 ">= 0 (MiB on disk)")
     if d.chunk_rows is not None and d.chunk_rows < 1:
         return f"dataset.chunk_rows={d.chunk_rows!r} is out of range; allowed: null or >= 1"
+    if mode == "false" and d.target_path is not None:
+        return (f"dataset.target_path={d.target_path!r} is read only when streaming a .npy or "
+                "zarr X: set dataset.streaming=true, or drop dataset.target_path (a table "
+                "names its targets with dataset.target)")
     if mode == "false" and stream_only(str(d.path)):
         return (f"dataset.path={d.path!r} is a .npy file, .npy shards or a zarr array, which "
                 "the app reads only chunk by chunk: set dataset.streaming=true (or auto)")
