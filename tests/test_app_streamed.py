@@ -160,6 +160,7 @@ def test_auto_streams_above_the_size_the_config_names(parquet):
     (["dataset.chunk_rows=0"], ["dataset.chunk_rows=0", ">= 1"]),
     (["dataset.path=x.csv"], ["CSV", "Parquet"]),
     (["dataset.path=X.npy"], ["dataset.target_path"]),
+    (["dataset.streaming=false", "dataset.target_path=y.npy"], ["dataset.target_path"]),
 ])
 def test_what_streaming_cannot_honour_is_a_config_error(parquet, extra, words):
     with pytest.raises(cfgmod.ConfigError) as err:
