@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from pipeline import config as cfgmod
-from pipeline import data as datamod
 from pipeline import csr_io, metrics, plots, tracking
+from pipeline import data as datamod
 
 SPLITS = ("train", "val", "test")
 EXIT_USER_ERROR = 2  # argparse's code for a bad command line; ours for any bad input

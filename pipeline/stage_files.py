@@ -92,9 +92,7 @@ def save_prepared(data: Any, out: Path) -> None:
         from pipeline import data_streamed
 
         return data_streamed.save_prepared(data, out)
-    from pipeline import tabular
-
-    from pipeline import csr_io
+    from pipeline import csr_io, tabular
 
     fresh_folder(out)
     for split in SPLITS:
