@@ -411,7 +411,8 @@ def log_evaluation(tr: Any, config: cfgmod.Config, data: datamod.Dataset, result
         test = {}
     if test:  # what the pipeline predicted on the test split, for checks of the served model
         pred = folder / "test_predictions.npz"
-        np.savez(pred, **csr_io.parts("X_raw", data.raw["test"]),
+        raw: dict[str, Any] = csr_io.parts("X_raw", data.raw["test"])
+        np.savez(pred, **raw,
                  y_true=_plain(data.y_original("test")),
                  y_pred=_plain(datamod.decode_targets(data, test["pred"])))
         tr.log_artifacts([pred])
