@@ -64,7 +64,7 @@ class Codes:
         return Z
 
 
-def predict_arrays(p: dict[str, np.ndarray], X_raw: np.ndarray):
+def predict_arrays(p: dict[str, np.ndarray], X_raw: np.ndarray | Codes):
     """Predictions for raw features ``X_raw`` (n, n_features_in) given the npz arrays ``p``."""
     Z = _logits(p, X_raw)
     task = str(p["task"])
@@ -83,7 +83,8 @@ def _sigmoid(Z: np.ndarray) -> np.ndarray:
     return np.where(Z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def proba_arrays(p: dict[str, np.ndarray], X_raw: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def proba_arrays(p: dict[str, np.ndarray],
+                 X_raw: np.ndarray | Codes) -> tuple[np.ndarray, list[str]]:
     """Class probabilities (n, m) for raw features and the name of each column.
 
     The model kind comes from the npz (``model``); one written before it was stored falls back
