@@ -8,6 +8,9 @@ feature whose gradient at the last lambda is below ``2 a1_new - a1_old`` is left
 runs on the remaining columns only (a copy of them: passes get cheaper as most columns drop),
 and a KKT check of every left-out feature on the full data (one pass) brings back any that the
 rule got wrong. Each point is then judged on the full problem, to the same ``tol`` as ``fit``.
+A linear model on a Gram solver (cd, closed_form; dense float64 X) runs on the sums of
+``pipeline.gram_path`` instead: one pass over X forms them, and every point's fit, loss,
+gradient and KKT check come from them, with no pass over X.
 """
 
 from __future__ import annotations
