@@ -43,6 +43,38 @@ def logistic_hessian(X, T, w, b: float, weighted: bool = False) -> np.ndarray:
     return _logistic_hessian(X, w, b, mean=False, T=T, weighted=weighted)
 
 
+def sampled_hessian(X, T, rows, kind: int, W, b, weighted: bool = False) -> np.ndarray:
+    """The summed loss's Hessian in (W, b) over the chunk's rows ``rows`` (local indices), as
+    a ((k+1) m, (k+1) m) array, outputs major (entry ``j (k+1) + i``: weight i of output j,
+    i = k the bias). Per row: ``c ⊗ a a^T`` with ``a = [x 1]`` and ``c`` the loss's curvature
+    in z (m, m): 2 I for linear, diag(sigma'(z)) for the sigmoid models, diag(p) - p p^T for
+    softmax (times the row's weight, ``weighted``). One BLAS product of the sampled rows."""
+    k, m = W.shape
+    A = np.ones((len(rows), k + 1))
+    A[:, :k] = X[rows]
+    Z = A[:, :k] @ W + b
+    s = T[rows, -1] if weighted else np.ones(len(rows))
+    if kind == kernels.SOFTMAX:
+        P = np.exp(Z - Z.max(axis=1, keepdims=True))
+        P /= P.sum(axis=1, keepdims=True)
+        B = (P[:, :, None] * A[:, None, :]).reshape(len(rows), -1)  # rows x (p_j a)
+        H = -(B * s[:, None]).T @ B
+        for j in range(m):
+            blk = slice(j * (k + 1), (j + 1) * (k + 1))
+            H[blk, blk] += (A * (s * P[:, j])[:, None]).T @ A
+        return H
+    if kind == kernels.LINEAR:
+        D = np.full(Z.shape, 2.0)
+    else:
+        e = np.exp(-np.abs(Z))
+        D = e / ((1.0 + e) * (1.0 + e))
+    H = np.zeros(((k + 1) * m, (k + 1) * m))
+    for j in range(m):
+        blk = slice(j * (k + 1), (j + 1) * (k + 1))
+        H[blk, blk] = (A * (s * D[:, j])[:, None]).T @ A
+    return H
+
+
 def classified(X, T, model: str, W, b, weighted: bool = False) -> np.ndarray:
     """Per output: does (W, b) put every row of the chunk strictly on its right side?
 

@@ -75,6 +75,10 @@ class Objective:
         (``encode_targets``): the loss is ``sum_l s_l loss_l / S``. None: no weights (S = n).
     """
 
+    # Bytes of X a row sample may hold (newton's Hessian sample): a larger one is not taken
+    # but accumulated chunk by chunk (``sampled_hessian``). Sources with X in memory hold any.
+    max_sample_bytes: float = math.inf
+
     def __init__(self, model: str, n_samples: int, n_features: int, n_outputs: int,
                  counter: PassCounter | None = None, weight_total: float | None = None):
         self.model = model
@@ -170,6 +174,28 @@ class Objective:
         X, T = self.take(rows)
         return ArrayObjective(self.model, X, T, n_outputs=self.n_outputs, encoded=True,
                               counter=self.counter, weight_total=self._share(len(rows)))
+
+    def sampled_hessian(self, rows: np.ndarray, W, b) -> np.ndarray:
+        """The mean loss's Hessian in (W, b) on the sorted rows ``rows``, ((k+1) m)^2 as
+        :func:`pipeline.chunk_ops.sampled_hessian` orders it, each chunk's sampled rows added
+        in chunk order, so only that matrix is held, never the rows. One pass."""
+        starts = np.array([lo for lo, _ in self.bounds])  # type: ignore[attr-defined]
+        which = np.searchsorted(starts, rows, side="right") - 1
+        cuts = np.searchsorted(which, np.arange(len(starts) + 1))
+        local = [rows[cuts[c]:cuts[c + 1]] - starts[c] for c in range(len(starts))]
+        self.counter.rows += self.n_samples
+        parts = self.map_chunks_indexed(chunk_ops.sampled_hessian, local, self.kind,
+                                        np.ascontiguousarray(W, dtype=np.float64),
+                                        np.asarray(b, dtype=np.float64), self.weighted)
+        share = self._share(len(rows))
+        return chunk_ops.add_in_order(parts) / (len(rows) if share is None else share)
+
+    def map_chunks_indexed(self, op, per_chunk: list, *args) -> list:
+        """``op(X_c, T_c, per_chunk[c], *args)`` for every chunk c, in chunk order (one
+        pass): :meth:`map_chunks` with one argument of its own per chunk (in process only:
+        the call holds a closure)."""
+        it = iter(per_chunk)
+        return self.map_chunks(lambda X, T, *a: op(X, T, next(it), *a), *args)
 
     def _share(self, rows: int) -> float | None:
         """The weight total a sample of ``rows`` rows divides by (None: unweighted)."""

@@ -5,10 +5,13 @@ reading the chunks in a background thread up to ``prefetch`` chunks ahead of the
 bounded queue), so reading overlaps compute and the process holds ``prefetch + 1`` chunk
 buffers, reused every pass (one in the kernel, the others read ahead), besides the
 solver's own arrays: (k, m) weights, a (k+1)^2 Gram or Hessian, and the row samples some
-solvers draw (``newton``: n / 20 rows from 200 000 rows on, ``prox_newton``: at most 32 768;
+solvers draw (``newton``: n / 20 rows from 200 000 rows on while they hold at most
+``SAMPLE_BYTES`` of X, above that none: its sampled Hessian, O((k m)^2), is summed chunk by
+chunk at each step, one pass each; ``prox_newton``: at most 32 768;
 ``lbfgs``, ``split_lbfgs``, ``gd``, ``agd``, ``closed_form``, ``cd`` draw at most 50 000).
 With the same chunking its results are bit-identical to
-``ArrayObjective(model, X, T, n_classes, chunk_rows=source.chunk_rows)`` on the same data.
+``ArrayObjective(model, X, T, n_classes, chunk_rows=source.chunk_rows)`` on the same data
+(but for newton's accumulated Hessian sample: the same optimum, rounded otherwise).
 
 The targets are checked in one streamed pass over the target columns only (the rules of
 :func:`pipeline.validation.check_targets`, with row numbers counted over the whole source) and
@@ -33,6 +36,9 @@ from .objectives import Objective, encode_targets
 from .validation import check_targets
 
 PREFETCH = 2  # chunks read ahead of the kernel
+# newton's Hessian sample (n / 20 rows) is taken into memory up to this many bytes of X, and
+# above it accumulated chunk by chunk at each Newton step (O((k m)^2), one pass a step)
+SAMPLE_BYTES = 32 * 2**20
 _CLASSIFIERS = ("logistic", "softmax", "ovr")
 
 
@@ -240,6 +246,7 @@ class StreamedObjective(Objective):
                          n_outputs_of(model, source, classes))
         self.prefetch = prefetch
         self.bounds = source.bounds
+        self.max_sample_bytes = SAMPLE_BYTES
         # The first pass checks every chunk for NaN/inf; later passes trust it (the check
         # cost as much as the kernel).
         # Its own passes read memory-mapped .npy chunks (no copy); encoded_loaders() copy.

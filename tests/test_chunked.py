@@ -260,6 +260,47 @@ def test_a_mapped_chunk_of_a_truncated_file_is_a_source_error(tmp_path):
     assert map_npy_rows(str(x), 128, (4,), "<f8", 5, 5).shape == (0, 4)
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_a_hessian_sample_too_large_to_hold_is_accumulated_chunk_by_chunk(stored, model,
+                                                                           monkeypatch):
+    """Above the source's max_sample_bytes newton's sampled Hessian is one ((k+1) m)^2 matrix
+    summed over the chunks' sampled rows: its products equal those on the taken rows, the fit
+    reaches the in-memory optimum, and no row sample is taken."""
+    from pipeline.solvers import second_order
+
+    source = stored("npy", model)
+    obj = StreamedObjective(model, source)
+    problem = Problem(obj, Penalty("l2", 1e-2, 0.5, K), 1e-10, 100)
+    obj.max_sample_bytes = 400 * K * 8  # a sample of 500 rows is over it
+    acc = second_order.sampled_hessian(problem, 500)
+    obj.max_sample_bytes = np.inf
+    held = second_order.sampled_hessian(problem, 500)
+    assert isinstance(acc, second_order._AccumulatedHessian)
+    assert isinstance(held, second_order._SampledHessian)
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((K, obj.n_outputs)) * 0.3
+    b = rng.standard_normal(obj.n_outputs) * 0.1
+    for _ in range(2):
+        V, vb = rng.standard_normal(W.shape), rng.standard_normal(b.shape)
+        got, want = obj.zeros(), obj.zeros()
+        acc.hessp(W, b, V, vb, *got)
+        held.hessp(W, b, V, vb, *want)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+    monkeypatch.setattr("pipeline.streamed.SAMPLE_BYTES", 400 * K * 8)
+    taken, take = [], StreamedObjective.take
+    monkeypatch.setattr(StreamedObjective, "take",
+                        lambda self, rows: taken.append(len(rows)) or take(self, rows))
+    opts = {"hessian_sample": 500, "tol": 1e-9, "max_iter": 200}
+    got = pipeline.fit(source, None, model=model, reg="l2", lam=1e-2, solver="newton", **opts)
+    X, y = _raw(model)
+    want = pipeline.fit(X, y, model=model, reg="l2", lam=1e-2, solver="newton", **opts)
+    assert got.converged and 500 not in taken  # the column moments' sample only
+    np.testing.assert_allclose(got.W, want.W, atol=1e-7)
+    np.testing.assert_allclose(got.b, want.b, atol=1e-7)
+
+
 def test_column_stats_are_the_exact_moments(stored):
     X, _ = _raw("linear")
     mean, std = column_stats(stored("shards", "linear"))

@@ -237,14 +237,42 @@ class _SampledHessian:
             H_out += (2.0 * self.P.pen.a2) * V
 
 
-def sampled_hessian(P: Problem, sample: int | None) -> _SampledHessian | None:
+class _AccumulatedHessian:
+    """The same sampled Hessian as :class:`_SampledHessian`, for a sample larger than its
+    source lets it hold (``Objective.max_sample_bytes``: a streamed file): the ((k+1) m)^2
+    matrix is accumulated chunk by chunk at each new (W, b), one pass, and every product
+    within that Newton step is a matrix-vector product. Memory O((k m)^2), not the rows."""
+
+    def __init__(self, P: Problem, sample: int):
+        n = P.obj.n_samples
+        self.rows = np.sort(np.random.default_rng(P.seed).choice(n, size=sample, replace=False))
+        self.P, self._at, self._H = P, None, np.empty(0)
+
+    def hessp(self, W, b, V, vb, H_out, hb_out) -> None:
+        at = (W.tobytes(), b.tobytes())
+        if at != self._at:
+            self._H, self._at = self.P.obj.sampled_hessian(self.rows, W, b), at
+        k, m = V.shape
+        u = np.vstack([V, vb[None, :]]).T.ravel()  # outputs major, as the matrix
+        h = (self._H @ u).reshape(m, k + 1).T
+        H_out[...], hb_out[...] = h[:k], h[k]
+        if self.P.pen.a2:
+            H_out += (2.0 * self.P.pen.a2) * V
+
+
+def sampled_hessian(P: Problem, sample: int | None):
     """The Hessian sample of ``sample`` rows (drawn with ``P.seed``), or None for the full
     Hessian. None picks the size: all rows below SAMPLE_FROM, else n / 20 (at least
-    SAMPLE_MIN). ``sample >= 1`` is checked before the solver runs."""
+    SAMPLE_MIN). ``sample >= 1`` is checked before the solver runs. A sample whose rows
+    would exceed the source's ``max_sample_bytes`` is accumulated instead of taken."""
     n = P.obj.n_samples
     if sample is None:
         sample = n if n < SAMPLE_FROM else max(SAMPLE_MIN, n // 20)
-    return _SampledHessian(P, int(sample)) if sample < n else None
+    if sample >= n:
+        return None
+    if int(sample) * P.obj.n_features * 8 > P.obj.max_sample_bytes:
+        return _AccumulatedHessian(P, int(sample))
+    return _SampledHessian(P, int(sample))
 
 
 def newton(P: Problem, W, b, *, max_cg: int = 50,
