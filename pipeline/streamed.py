@@ -269,8 +269,11 @@ class StreamedObjective(Objective):
     def map_chunks(self, op, *args) -> list:
         # closing: a kernel error stops the reader now, not when the traceback is freed
         loaders = self._trusted if self._checked else self._loaders
+        parts = []
         with contextlib.closing(prefetched(loaders, self.prefetch, self.buffers())) as chunks:
-            parts = [op(X, T, *args) for X, T in chunks]
+            for chunk in chunks:
+                parts.append(op(*chunk, *args))
+                del chunk  # a mapped chunk is unmapped before the reader maps the next one
         self._checked = True
         return parts
 
