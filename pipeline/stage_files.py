@@ -87,11 +87,11 @@ def save_prepared(data: Any, out: Path) -> None:
     """A ``data.Dataset`` as ``.npy`` arrays plus ``schema.json``; a file's encoding and fills
     (``prep_*.npy``, ``tabular.json``: ``pipeline.tabular``) and row weights (``w_*.npy``)
     only when it has them, so the folders of other data sets stay as they were. Streamed
-    data (``dataset.streaming``): ``.npy`` shards per split, ``data_streamed.save_prepared``."""
+    data (``dataset.streaming``): ``.npy`` shards per split, ``stage_streamed.save_prepared``."""
     if getattr(data, "streamed", False):  # X never whole
-        from pipeline import data_streamed
+        from pipeline import stage_streamed
 
-        return data_streamed.save_prepared(data, out)
+        return stage_streamed.save_prepared(data, out)
     from pipeline import csr_io, tabular
 
     fresh_folder(out)
@@ -131,11 +131,11 @@ def _missing(folder: Path, err: Exception, stage: str) -> Exception:
 def load_prepared(folder: Path) -> Any:
     """The ``data.Dataset`` that ``save_prepared`` wrote (``DataError`` if it is not there);
     of streamed data, a ``data_streamed.StreamedDataset`` over the shards (X never loaded)."""
-    from pipeline import data_streamed
+    from pipeline import stage_streamed
 
-    streamed = data_streamed.read_schema(folder)
+    streamed = stage_streamed.read_schema(folder)
     if streamed is not None:
-        return data_streamed.load_prepared(folder, streamed)
+        return stage_streamed.load_prepared(folder, streamed)
     from pipeline import data as datamod
 
     try:
