@@ -185,8 +185,13 @@ def fit(config: cfgmod.Config, data: datamod.Dataset, callback: Any) -> Any:
 
     with warnings.catch_warnings(), event.install_listener("numba:compiler_lock", Listener()):
         warnings.simplefilter("ignore", IgnoredParameterWarning)  # config.load warned already
-        y_train = None if getattr(data, "streamed", False) else data.y["train"]  # in the source
-        result: Any = core_fit(data.X["train"], y_train, model=config.model.name,
+        y_train: Any = data.y["train"]
+        fit_fn = core_fit
+        if getattr(data, "streamed", False):  # the targets are in the source
+            from pipeline.streamed_fit import fit_source as fit_fn
+
+            y_train = None
+        result: Any = fit_fn(data.X["train"], y_train, model=config.model.name,
                           reg=config.reg.name, lam=config.reg.lam, l1_ratio=config.reg.l1_ratio,
                           solver=config.solver.name, tol=config.solver.tol,
                           max_iter=config.solver.max_iter, seed=config.seed,
