@@ -20,17 +20,15 @@
   memory, whose bits a streamed fit then gives); a chunk reads the file's rows from its first
   to its last row and keeps those of its split.
 
-The DVC side (``save_prepared`` / ``load_prepared``): ``prepare`` writes each split's scaled
-rows as ``.npy`` shards of ``chunk_rows`` rows (``X_<split>/part-00000.npy``, ...) next to the
-held targets, and ``train`` / ``evaluate`` read them as ``NpyShardsSource``: the same chunks,
-the same bits.
+A file's ``dataset.weight_column`` (Parquet only) is read as the source's last target column,
+checked by the in-memory rules and held per split (``weights``), like the targets; the fit
+takes it through ``pipeline.streamed_fit``. The DVC files: ``pipeline.stage_streamed``.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,7 @@ import numpy as np
 from pipeline import data as datamod
 from pipeline.chunked import ChunkedSource, SourceError, uniform_bounds
 from pipeline.config_dataset import FileDatasetConfig, stream_only
-from pipeline.streamed import PREFETCH, chan_combine, prefetched
+from pipeline.streamed import chan_combine, prefetched
 
 SPLITS = ("train", "val", "test")
 CODES = {"train": 0, "val": 1, "test": 2}
@@ -77,7 +75,8 @@ def open_file(d: FileDatasetConfig) -> ChunkedSource:
             if d.target and len(d.target) == len(src.target_names):
                 src.target_names = [str(t) for t in d.target]
             return src
-        return ParquetSource(d.path, [str(t) for t in d.target], features=d.features,
+        weight = [] if d.weight_column is None else [str(d.weight_column)]  # last column
+        return ParquetSource(d.path, [str(t) for t in d.target] + weight, features=d.features,
                              chunk_rows=d.chunk_rows)
     except SourceError as err:
         raise datamod.DataError(f"dataset.path={d.path!r}: {err}") from None
@@ -98,6 +97,14 @@ class _Rule:
     classes: np.ndarray | None
     y_mean: np.ndarray
     y_scale: np.ndarray
+    weighted: bool = False  # the file's targets end with the weight column: dropped here
+
+
+def _no_weights(rule: _Rule, y: np.ndarray) -> np.ndarray:
+    """The targets without the weight column (a file's ``dataset.weight_column``)."""
+    if not rule.weighted:
+        return y
+    return y[:, 0] if y.shape[1] == 2 else y[:, :-1]
 
 
 def _select(rule: _Rule, lo: int, hi: int) -> np.ndarray:
@@ -123,11 +130,11 @@ def read_split(loader, rule: _Rule, lo: int, hi: int, out: np.ndarray | None = N
     take = _select(rule, lo, hi)
     X = np.asarray(X_c, dtype=np.float64)[take]
     return (np.ascontiguousarray((X[:, rule.keep] - rule.mean) / rule.scale),
-            _targets(rule, np.asarray(y_c)[take]))
+            _targets(rule, _no_weights(rule, np.asarray(y_c)[take])))
 
 
 def read_split_targets(loader, rule: _Rule, lo: int, hi: int) -> np.ndarray:
-    return _targets(rule, np.asarray(loader())[_select(rule, lo, hi)])
+    return _targets(rule, _no_weights(rule, np.asarray(loader())[_select(rule, lo, hi)]))
 
 
 class SplitSource(ChunkedSource):
@@ -246,6 +253,18 @@ def load(d: FileDatasetConfig, model: str, seed: int, class_weight: Any = None) 
     except SourceError as err:
         raise datamod.DataError(f"dataset.path={d.path!r}: {err}") from None
     targets = list(base.target_names)
+    weights = None
+    if d.weight_column is not None:  # the source's last target column
+        targets = targets[:-1]
+        import pandas as pd
+
+        from pipeline.sources import row_weights
+
+        w_all = row_weights(pd.Series(np.concatenate([ys[s][:, -1] for s in SPLITS]),
+                                      dtype=np.float64), str(d.weight_column), datamod.DataError)
+        cuts = np.cumsum([len(ys[s]) for s in SPLITS])[:-1]
+        weights = dict(zip(SPLITS, np.split(w_all, cuts), strict=True))
+        ys = {s: (v[:, 0] if v.shape[1] == 2 else v[:, :-1]) for s, v in ys.items()}
     y_all = np.concatenate([ys[s] for s in SPLITS])
     datamod._check_finite(np.zeros((len(y_all), 0)), y_all, [], targets)
     T, classes = datamod.check_target(model, y_all, d.name, targets)
@@ -258,6 +277,8 @@ def load(d: FileDatasetConfig, model: str, seed: int, class_weight: Any = None) 
         classes = None
     sizes = {s: len(ys[s]) for s in SPLITS}
     datamod._check_splits({s: ys[s] for s in SPLITS}, d)
+    if weights is not None:
+        datamod._check_split_weights(weights, str(d.weight_column))
     std = np.sqrt(m2 / max(n_tr, 1))
     keep = np.flatnonzero(std > 1e-12 * np.maximum(1.0, absmax))
     if keep.size == 0:
@@ -269,7 +290,8 @@ def load(d: FileDatasetConfig, model: str, seed: int, class_weight: Any = None) 
         scaler.y_mean, scaler.y_scale = Y.mean(axis=0), np.where(sd > 0, sd, 1.0)
     rule = functools.partial(_Rule, seed, d.val_size, d.test_size, keep=keep,
                              mean=scaler.mean, scale=scaler.scale, task=task, classes=classes,
-                             y_mean=scaler.y_mean, y_scale=scaler.y_scale)
+                             y_mean=scaler.y_mean, y_scale=scaler.y_scale,
+                             weighted=weights is not None)
     y_core = {s: _targets(rule(split=0), ys[s]) for s in SPLITS}
     datamod.check_target(model, y_core["train"], d.name, targets, " (its training split)")
     names = [base.feature_names[j] for j in keep]
@@ -277,15 +299,19 @@ def load(d: FileDatasetConfig, model: str, seed: int, class_weight: Any = None) 
                                         targets, base.chunk_rows) for s in SPLITS}
     h_all.update(np.ascontiguousarray(y_all).astype(
         str if y_all.dtype.kind == "O" else y_all.dtype).tobytes())
+    if weights is not None:
+        datamod._hash_weights(h_all, np.concatenate([weights[s] for s in SPLITS]))
     class_names = [str(c) for c in classes] if classes is not None else []
     data = StreamedDataset(
         name=d.name, task=task, feature_names=list(base.feature_names), target_names=targets,
         classes=classes, class_names=class_names, scaler=scaler, X=X, y=y_core, raw={},
         digest=h_all.hexdigest()[:16], example=example,
-        stream=stream_params(base.kind, base.chunk_rows, X["train"]))
+        stream=stream_params(base.kind, base.chunk_rows, X["train"]), weights=weights)
     y_seen = (datamod.decode_targets(data, y_core["train"]) if task == "regression"
               else y_core["train"])  # what an in-memory run's training input hashes
     h_train.update(np.ascontiguousarray(y_seen).tobytes())
+    if weights is not None:  # as an in-memory run's training input
+        h_train.update(b"\0weights\0" + weights["train"].tobytes())
     data.train_digest = h_train.hexdigest()[:16]
     datamod.class_weight_codes(data, class_weight)
     return data
@@ -333,70 +359,3 @@ def training_input(label: str, data: Any, d: Any) -> dict[str, Any]:
         targets = {t: Y[:, j] for j, t in enumerate(data.target_names)}
     return {"name": label, "digest": data.train_digest, "features": features,
             "targets": targets, "source": source}
-
-
-# ----------------------------------------------------------------------------- DVC files
-def save_prepared(data: StreamedDataset, out: Path) -> None:
-    """Each split's scaled rows as ``.npy`` shards of ``chunk_rows`` rows under
-    ``X_<split>/`` (one empty shard for an empty split), its core-ready targets as
-    ``y_<split>.npy``; scaler, classes, the input example and ``schema.json`` (with
-    ``streamed: true``). X is never whole in memory; the bytes depend only on the data."""
-    from pipeline.stage_files import SCALER, _save, fresh_folder, write_json
-
-    fresh_folder(out)
-    for split in SPLITS:
-        folder = out / f"X_{split}"
-        folder.mkdir()
-        src: Any = data.X[split]
-        for i, (X_c, _) in enumerate(prefetched(src.loaders(), PREFETCH)):
-            _save(folder / f"part-{i:05d}.npy", X_c)
-        _save(out / f"y_{split}.npy", data.y[split])
-    for name in SCALER:
-        _save(out / f"scaler_{name}.npy", getattr(data.scaler, name))
-    if data.classes is not None:
-        _save(out / "classes.npy", data.classes)
-    _save(out / "example.npy", data.example)
-    train: Any = data.X["train"]
-    write_json(out / "schema.json", {
-        "name": data.name, "task": data.task, "digest": data.digest,
-        "train_digest": data.train_digest, "streamed": True, "stream": data.stream,
-        "feature_names": data.feature_names, "target_names": data.target_names,
-        "class_names": data.class_names, "has_classes": data.classes is not None,
-        "n_rows": {s: len(data.y[s]) for s in SPLITS},
-        "n_features": int(train.n_features)})
-
-
-def load_prepared(folder: Path, schema: dict[str, Any]) -> StreamedDataset:
-    """The ``StreamedDataset`` that ``save_prepared`` wrote: X of each split an
-    ``NpyShardsSource`` over its shards (targets in ``y_<split>.npy``), never loaded."""
-    from pipeline.chunked import NpyShardsSource
-    from pipeline.stage_files import SCALER
-
-    try:
-        arr = {p.stem: np.load(p, allow_pickle=False) for p in folder.glob("*.npy")}
-        names = [schema["feature_names"][j] for j in arr["scaler_keep"]]
-        X: dict[str, Any] = {s: NpyShardsSource(folder / f"X_{s}", folder / f"y_{s}.npy",
-                                                feature_names=names) for s in SPLITS}
-        y = {s: arr[f"y_{s}"] for s in SPLITS}
-        scaler = datamod.Scaler(**{k: arr[f"scaler_{k}"] for k in SCALER})
-    except (OSError, ValueError, KeyError) as err:
-        from pipeline.stage_files import _missing
-
-        raise _missing(folder, err if not isinstance(err, KeyError)
-                       else ValueError(f"no {err.args[0]}.npy"), "prepare") from None
-    stream = dict(schema["stream"], **{"data.source_kind": "npy_shards (prepared)"})
-    return StreamedDataset(
-        name=schema["name"], task=schema["task"], feature_names=schema["feature_names"],
-        target_names=schema["target_names"], classes=arr.get("classes"),
-        class_names=schema["class_names"], scaler=scaler, X=X, y=y, raw={},
-        digest=schema["digest"], example=arr["example"], train_digest=schema["train_digest"],
-        stream=stream)
-
-
-def read_schema(folder: Path) -> dict[str, Any] | None:
-    """``schema.json`` of a prepared folder when it was written streamed, else None."""
-    try:
-        schema = json.loads((folder / "schema.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return schema if schema.get("streamed") else None

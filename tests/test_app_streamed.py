@@ -122,6 +122,56 @@ def test_streamed_run_fits_and_scores_the_in_memory_rows_to_the_bit(store, tmp_p
     assert data.train_digest == h.hexdigest()[:16]
 
 
+def test_a_weight_column_streams_to_the_weighted_in_memory_bits(store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from pipeline import predict, predict_proba
+    from pipeline.api import _solve
+    from pipeline.objectives import ArrayObjective
+    from pipeline.solvers import check_solver_options
+
+    frame = _frame(2)
+    rng = np.random.default_rng(3)
+    frame["w"] = rng.uniform(0.2, 3.0, N) * (rng.uniform(size=N) > 0.1)  # some rows weigh 0
+    frame.to_parquet(tmp_path / "w.parquet", row_group_size=250)
+    config = compose([*_overrides(tmp_path / "w.parquet", "dataset.weight_column=w"),
+                      f"tracking.uri={store}", "tracking.progress=false",
+                      "tracking.log_model=false", "tracking.log_plots=false"])
+    res = run.run(config, cfgmod.Runtime(output_dir=str(tmp_path / "out")), quiet=True)
+    X = frame[[f"f{j}" for j in range(K)]].to_numpy()  # w is no feature
+    assert res.data.X["train"].n_features == K
+    code = data_streamed.split_codes(0, N, config.seed, 0.2, 0.2)
+    y = np.searchsorted(np.unique(frame.label), frame.label.to_numpy())
+    w = frame.w.to_numpy()
+    Xs = {s: res.data.scaler.transform(X[code == c]) for s, c in data_streamed.CODES.items()}
+    tr = code == 0
+    np.testing.assert_array_equal(res.data.weights["train"], w[tr])
+    obj = ArrayObjective("logistic", Xs["train"], y[tr].astype(float).reshape(-1, 1), 2,
+                         sample_weight=w[tr], chunk_rows=CHUNK)
+    ref = _solve(obj, None, None, 0, "l2", 0.01, 0.5, "lbfgs", 1e-9, 1000, config.seed, "cpu",
+                 None, check_solver_options("lbfgs", cfgmod.solver_options(config.solver)))
+    np.testing.assert_array_equal(res.fit.W, ref.W)
+    np.testing.assert_array_equal(res.fit.b, ref.b)
+    logged = MlflowClient(store).get_run(res.run_id).data
+    assert logged.params["data.weighted"] == "true"
+    for s, c in data_streamed.CODES.items():
+        want = metrics.score("binary", y[code == c], predict(res.fit, Xs[s]),
+                             predict_proba(res.fit, Xs[s]), w[code == c])
+        for name, value in metrics.grouped(s, want).items():
+            assert logged.metrics[name] == pytest.approx(value, rel=1e-12, abs=1e-15), name
+    # DVC: prepare keeps the weights next to the shards; train fits them to the same bits
+    from pipeline.stage_files import load_prepared, save_prepared
+    from pipeline.streamed_fit import fit_source
+
+    save_prepared(res.data, tmp_path / "prepared")
+    back = load_prepared(tmp_path / "prepared")
+    np.testing.assert_array_equal(back.weights["val"], w[code == 1])
+    again = fit_source(back.X["train"], None, sample_weight=back.weights["train"],
+                       model="logistic", reg="l2", lam=0.01, solver="lbfgs", tol=1e-9,
+                       seed=config.seed, **cfgmod.solver_options(config.solver))
+    np.testing.assert_array_equal(again.W, res.fit.W)
+
+
 def test_a_npy_file_and_its_targets_stream_for_regression(tmp_path):
     rng = np.random.default_rng(1)
     X = rng.standard_normal((800, 3))
@@ -152,7 +202,8 @@ def test_auto_streams_above_the_size_the_config_names(parquet):
 @pytest.mark.parametrize("extra, words", [
     (["dataset.categorical=auto"], ["dataset.categorical", "dataset.streaming=false"]),
     (["dataset.missing=mean"], ["dataset.missing=mean"]),
-    (["dataset.weight_column=f1"], ["dataset.weight_column", "not streamed"]),
+    (["dataset.path=X.npy", "dataset.target_path=y.npy", "dataset.weight_column=w"],
+     ["dataset.weight_column", "Parquet"]),
     (["model.class_weight=balanced"], ["model.class_weight"]),
     (["search=cv"], ["search=cv", "search=none"]),
     (["solver=sgd"], ["solver=sgd", "solver=auto"]),
