@@ -237,8 +237,9 @@ def check_streaming(d: Any, model: str, search: str, backend: str, solver: str,
         (d.missing != "error", f"dataset.missing={d.missing}",
          "filling holes is not streamed; fill them in the file first, or use "
          "dataset.missing=error"),
-        (d.weight_column is not None, "dataset.weight_column",
-         "row weights are not streamed yet; drop dataset.weight_column"),
+        (d.weight_column is not None and not table, "dataset.weight_column",
+         "row weights stream from a column of a Parquet file only; drop "
+         "dataset.weight_column"),
         (class_weight is not None, "model.class_weight",
          "class weights are not streamed yet; drop model.class_weight"),
         (search != "none", f"search={search}",
