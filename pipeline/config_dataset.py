@@ -240,8 +240,6 @@ def check_streaming(d: Any, model: str, search: str, backend: str, solver: str,
         (d.weight_column is not None and not table, "dataset.weight_column",
          "row weights stream from a column of a Parquet file only; drop "
          "dataset.weight_column"),
-        (class_weight is not None, "model.class_weight",
-         "class weights are not streamed yet; drop model.class_weight"),
         (search != "none", f"search={search}",
          "a streamed run fits one lambda; use search=none (reg.lam=...)"),
         (backend != "cpu", f"backend={backend}", "a streamed run reads chunks on backend=cpu"),

@@ -46,17 +46,16 @@ class WeightedStreamedObjective(StreamedObjective):
 
 def fit_source(X: ChunkedSource, y: Any = None, *, sample_weight: Any = None,
                class_weight: Any = None, **options: Any) -> Any:
-    """``pipeline.fit(X, None, **options)``, weighted by ``sample_weight`` (n,) when given
-    (``class_weight`` is not streamed: the config refuses it, and so does this)."""
+    """``pipeline.fit(X, None, **options)``, weighted by ``sample_weight`` (n,) and
+    ``class_weight`` (``pipeline.fit``'s forms) when given; the class weights take one more
+    pass over the targets alone (their class counts)."""
     import pipeline
     from pipeline.api import _solve
     from pipeline.solvers import check_compatibility, check_solver_options
     from pipeline.validation import check_hyperparameters, warn_ineffective
-    from pipeline.weights import check_sample_weight
+    from pipeline.weights import row_weights
 
-    if class_weight is not None:
-        raise ValueError("class_weight is not supported on a chunked source yet")
-    if sample_weight is None:
+    if sample_weight is None and class_weight is None:
         return pipeline.fit(X, y, **options)
     o = dict(options)
     model, reg, solver = o.pop("model"), o.pop("reg", "none"), o.pop("solver", "auto")
@@ -69,9 +68,14 @@ def fit_source(X: ChunkedSource, y: Any = None, *, sample_weight: Any = None,
         o.pop("max_iter", 1000), o.pop("seed", 0))
     checked = check_solver_options(solver, o)
     warn_ineffective(reg, lam, l1_ratio is not None)
-    s = check_sample_weight(sample_weight, X.n_samples)
-    assert s is not None
     classes = scan_targets(model, X)
+    T = np.zeros((X.n_samples, 1))  # class codes: only class_weight reads them
+    if class_weight is not None:
+        assert classes is not None
+        labels = np.concatenate([np.asarray(load()) for load in X.target_loaders()])
+        T = np.searchsorted(classes, labels.reshape(len(labels))).astype(np.float64)[:, None]
+    s = row_weights(model, sample_weight, class_weight, T, classes)
+    assert s is not None
     objective = WeightedStreamedObjective(model, X, classes, s, dtype=dtype)
     result = _solve(objective, None, None, 0, reg, lam, l1_ratio_, solver, tol, max_iter, seed,
                     backend, callback, checked)

@@ -172,6 +172,28 @@ def test_a_weight_column_streams_to_the_weighted_in_memory_bits(store, tmp_path)
     np.testing.assert_array_equal(again.W, res.fit.W)
 
 
+def test_balanced_class_weights_stream_to_the_in_memory_bits(parquet):
+    from pipeline.api import _solve
+    from pipeline.objectives import ArrayObjective
+    from pipeline.solvers import check_solver_options
+    from pipeline.streamed_fit import fit_source
+    from pipeline.weights import row_weights
+
+    config = compose(_overrides(parquet, "model.class_weight=balanced"))
+    data = datamod.load(config.dataset, "logistic", 0, config.model.class_weight)
+    opts = cfgmod.solver_options(config.solver)
+    got = fit_source(data.X["train"], None, class_weight="balanced", model="logistic",
+                     reg="l2", lam=0.01, solver="lbfgs", tol=1e-9, **opts)
+    T = data.y["train"].astype(float).reshape(-1, 1)
+    s = row_weights("logistic", None, "balanced", T, np.array([0, 1]))
+    assert s is not None and len(np.unique(s)) == 2
+    Xs = data.X["train"].take(np.arange(len(T)))[0]
+    obj = ArrayObjective("logistic", Xs, T, 2, sample_weight=s, chunk_rows=CHUNK)
+    ref = _solve(obj, None, None, 0, "l2", 0.01, 0.5, "lbfgs", 1e-9, 1000, 0, "cpu", None,
+                 check_solver_options("lbfgs", opts))
+    np.testing.assert_array_equal(got.W, ref.W)
+
+
 def test_a_npy_file_and_its_targets_stream_for_regression(tmp_path):
     rng = np.random.default_rng(1)
     X = rng.standard_normal((800, 3))
@@ -204,7 +226,6 @@ def test_auto_streams_above_the_size_the_config_names(parquet):
     (["dataset.missing=mean"], ["dataset.missing=mean"]),
     (["dataset.path=X.npy", "dataset.target_path=y.npy", "dataset.weight_column=w"],
      ["dataset.weight_column", "Parquet"]),
-    (["model.class_weight=balanced"], ["model.class_weight"]),
     (["search=cv"], ["search=cv", "search=none"]),
     (["solver=sgd"], ["solver=sgd", "solver=auto"]),
     (["dataset.streaming=maybe"], ["dataset.streaming='maybe'", "auto"]),
