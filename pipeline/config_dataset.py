@@ -208,7 +208,9 @@ def check_streaming(d: Any, model: str, search: str, backend: str, solver: str,
     """What a streamed run cannot honour (a message naming the field and the fix), or None.
 
     Called for a file dataset that ``streams``. Streaming reads numeric columns chunk by
-    chunk, so anything that needs the table whole or weights is refused, never ignored.
+    chunk, so anything that needs the table whole is refused, never ignored.
+    ``class_weight`` streams (``pipeline.streamed_fit``); the argument is kept for the
+    callers' sake.
     """
     why = ("dataset.streaming=true" if _streaming_value(d.streaming) == "true" else
            f"dataset.streaming=auto streams {d.path!r} (above dataset.stream_above_mb="

@@ -4,6 +4,8 @@
 held in memory like the targets, join each chunk's encoded targets as their last column (the
 kernels' ``weighted`` form, as ``encode_targets`` gives an in-memory objective), so a weighted
 streamed fit gives the bits of ``ArrayObjective(..., sample_weight=s, chunk_rows=...)``.
+``class_weight`` multiplies them (``pipeline.weights.row_weights``, the API's rules) after one
+pass over the targets alone.
 """
 
 from __future__ import annotations
