@@ -120,7 +120,7 @@ def kernel_threads() -> int:
     want = os.environ.get("NUMBA_NUM_THREADS", "")
     n = numba.get_num_threads()
     if want.isdigit():
-        n = max(1, min(int(want), numba.config.NUMBA_NUM_THREADS))
+        n = max(1, min(int(want), int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))))
         if numba.get_num_threads() != n:
             numba.set_num_threads(n)
     return n

@@ -246,7 +246,8 @@ class _AccumulatedHessian:
     def __init__(self, P: Problem, sample: int):
         n = P.obj.n_samples
         self.rows = np.sort(np.random.default_rng(P.seed).choice(n, size=sample, replace=False))
-        self.P, self._at, self._H = P, None, np.empty(0)
+        self.P, self._H = P, np.empty(0)
+        self._at: tuple[bytes, bytes] | None = None
 
     def hessp(self, W, b, V, vb, H_out, hb_out) -> None:
         at = (W.tobytes(), b.tobytes())
