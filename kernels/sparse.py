@@ -604,6 +604,24 @@ def gram(csr, csc, T, weights=None, mean=True):
 
 
 @njit(cache=CACHE)
+def _column_sums(data, indices, w, k):
+    s1 = np.zeros(k)
+    s2 = np.zeros(k)
+    for p in range(data.shape[0]):
+        j = indices[p]
+        s1[j] += w[p]
+        s2[j] += w[p] * data[p]
+    return s1, s2
+
+
+def column_sums(data, indices, w, n_features):
+    """``(sum_p w_p, sum_p w_p x_p)`` per column over the stored entries (k,) each, in stored
+    order: ``np.bincount``'s sums (the same additions in the same order, so the same bits) in
+    one serial sweep instead of two (``data`` and ``w`` float64)."""
+    return _column_sums(data, indices, w, n_features)
+
+
+@njit(cache=CACHE)
 def _weighted_column_sums(s, T):
     out = np.zeros(T.shape[1])
     for r in range(T.shape[0]):

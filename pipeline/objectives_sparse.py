@@ -201,8 +201,7 @@ class SparseObjective(Objective):
             w, total = data, float(n)
         else:  # weighted, as the dense estimate
             w, total = data * np.repeat(s, np.diff(self.X.indptr)), float(s.sum())
-        s1 = np.bincount(self.X.indices, weights=w, minlength=k)
-        s2 = np.bincount(self.X.indices, weights=w * data, minlength=k)
+        s1, s2 = ks.column_sums(data, self.X.indices, w, k)
         mean = s1 / total
         return mean, np.sqrt(np.maximum(s2 / total - mean * mean, 0.0))
 
