@@ -344,8 +344,10 @@ def test_the_cli_reports_an_unreachable_server_in_about_ten_seconds(cli, server,
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and uri in lines[0] and "not reachable" in lines[0]
-    # the check's own wait (the in-process test bounds it at 10 s) on top of the CLI's start
-    assert took - cli_start_s < 12, (took, cli_start_s)
+    # the check's own wait (the in-process test bounds it at 10 s) on top of the CLI's start,
+    # with room for the start to vary under load (measured once per module: at load ~8 a
+    # start of 13.5 s was followed by a 26 s run); a hang (MLflow's retries) takes minutes
+    assert took - cli_start_s < 20, (took, cli_start_s)
 
 
 @pytest.mark.slow
