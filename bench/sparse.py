@@ -9,8 +9,9 @@ to our lam: ``lam = k / (2 n C)`` for L2, ``k / (n C)`` for L1), it
 1. fits a reference ``F*`` (ours at a tight tolerance; any better objective seen on the way
    replaces it), every objective evaluated in OUR scaling by the sparse kernels;
 2. times each method on one ladder of tolerances (1e-2 to 1e-8, half a decade a rung), loose
-   to tight, and keeps the first rung within ``1e-6 |F*|`` of ``F*``: ours with ``solver="auto"`` on the CSR matrix, and every
-   applicable scikit-learn solver (liblinear, saga, lbfgs) on the same CSR matrix; the fastest
+   to tight, and keeps the first rung within ``1e-6 |F*|`` of ``F*``: ours with
+   ``solver="auto"`` on the CSR matrix, and every applicable scikit-learn solver (liblinear,
+   saga, lbfgs) on the same CSR matrix; the fastest
    that reaches the target is reported;
 3. prints the times and the ratio sklearn / ours.
 
