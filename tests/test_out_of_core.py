@@ -106,13 +106,14 @@ def test_a_file_four_times_the_budget_fits_to_the_in_memory_bits(tmp_path):
 
 @pytest.mark.slow
 def test_newton_holding_its_hessian_sample_grows_by_the_sample(tmp_path):
-    """The bound above can fail: with the sample held (the limit raised) newton's peak grows
-    by at least the sample's 12.8 MiB over lbfgs's."""
+    """The bound above (+6 MiB over lbfgs) can fail: with the 12.8 MiB sample held (the limit
+    raised) newton's peak passes it (a fresh-clone CI run: +10.8 MiB, part of the sample
+    overlapping lbfgs's own peak)."""
     _write_npy(tmp_path, N, K, seed=0)
     _write_npy(tmp_path, 5_000, K, seed=1)
     out = _child(tmp_path, "lbfgs,newton", 1 << 30)
     assert out["newton"]["equal"], out["newton"]
-    assert out["newton"]["peak_mb"] > out["lbfgs"]["peak_mb"] + 12, out
+    assert out["newton"]["peak_mb"] > out["lbfgs"]["peak_mb"] + 8, out
 
 
 SAMPLE_BYTES = 4 << 20
