@@ -37,7 +37,7 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
         solver: str = "auto", tol: float = 1e-7, max_iter: int = 1000, seed: int = 0,
         dtype: str = "float64", backend: str = "cpu", backend_options: dict | None = None,
         callback: Callback | None = None, sample_weight=None, class_weight=None,
-        **solver_options) -> FitResult:
+        _source_weights: bool = False, **solver_options) -> FitResult:
     """Minimise F = L + R (``shared/spec/objectives.md``) for one of the lecture's models.
 
     Parameters
@@ -75,6 +75,8 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
     class_weight : logistic, softmax and ovr: ``"balanced"`` (class c weighs S / (m S_c), i.e.
         n / (m n_c) without sample weights, as scikit-learn) or a mapping label -> weight
         (missing classes weigh 1); multiplies each row's weight by its class's.
+    _source_weights : private: lets the weights above apply to a chunked source on cpu
+        (``pipeline.streamed_fit.fit_source``, the app's streamed runs).
     solver_options : the solver's own options (e.g. ``batch_size``, ``lr`` for sgd). An option
         the solver does not define raises ``TypeError`` listing those it does; under
         ``solver="auto"`` an option the chosen solver does not use warns and is ignored.
@@ -98,11 +100,12 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
     dask_options = _backend_options(backend, backend_options)
     warn_ineffective(reg, lam, l1_ratio is not None)
     weighted = sample_weight is not None or class_weight is not None
-    if weighted and (isinstance(X, ChunkedSource) or backend == "cuda"):
-        where = "a chunked source" if isinstance(X, ChunkedSource) else "backend='cuda'"
+    source = isinstance(X, ChunkedSource)  # weighted: the app's streamed runs only (for now)
+    if weighted and (backend == "cuda" or (source and (backend != "cpu" or not _source_weights))):
+        where = "a chunked source" if source else "backend='cuda'"
         raise ValueError(f"sample_weight / class_weight are not supported on {where} yet: "
                          "fit in-memory arrays on backend 'cpu' or 'dask'")
-    if isinstance(X, ChunkedSource) and backend == "dask":  # each worker reads its chunks
+    if source and backend == "dask":  # each worker reads its chunks
         from .dask_backend import source_objective
 
         with source_objective(X, y, model, solver, dask_options, dtype) as (on_dask, classes):
@@ -111,9 +114,10 @@ def fit(X, y, *, model: str, reg: str = "none", lam: float = 0.0, l1_ratio: floa
         result.classes, result.dtype = classes, dtype
         result.backend_facts = on_dask.backend_facts
         return result
-    if isinstance(X, ChunkedSource):  # streamed from disk chunk by chunk (pipeline.streamed)
-        source, classes = streamed_problem(X, y, model, solver, dtype, backend)
-        result = _solve(source, None, None, 0, reg, lam, l1_ratio_, solver, tol, max_iter,
+    if source:  # streamed from disk chunk by chunk (pipeline.streamed)
+        streamed, classes = streamed_problem(X, y, model, solver, dtype, backend,
+                                             sample_weight, class_weight)
+        result = _solve(streamed, None, None, 0, reg, lam, l1_ratio_, solver, tol, max_iter,
                         seed, backend, callback, checked)
         result.classes, result.dtype = classes, dtype
         return result

@@ -343,9 +343,11 @@ def chan_combine(n_a: int, mean_a, m2_a, n_b: int, mean_b, m2_b):
 
 # --------------------------------------------------------------------------- for pipeline.fit
 def streamed_problem(source: ChunkedSource, y, model: str, solver: str, dtype: str,
-                     backend: str) -> tuple[StreamedObjective, np.ndarray | None]:
+                     backend: str, sample_weight=None,
+                     class_weight=None) -> tuple[StreamedObjective, np.ndarray | None]:
     """The objective ``pipeline.fit`` minimises for a source, and the class labels; raises
-    before any pass for what a source cannot do (targets given apart, a GPU, sgd)."""
+    before any pass for what a source cannot do (targets given apart, a GPU, sgd). Weights
+    (``pipeline.streamed_fit``): the rows' weights held in memory like the targets."""
     from .solvers import SOLVERS
 
     if y is not None:
@@ -361,6 +363,11 @@ def streamed_problem(source: ChunkedSource, y, model: str, solver: str, dtype: s
                          "X in memory; for a ChunkedSource use one of: auto, "
                          + ", ".join(works))
     classes = scan_targets(model, source)
+    if sample_weight is not None or class_weight is not None:
+        from .streamed_fit import weighted_objective
+
+        return weighted_objective(model, source, classes, sample_weight, class_weight,
+                                  dtype), classes
     return StreamedObjective(model, source, classes, dtype=dtype, scanned=True), classes
 
 

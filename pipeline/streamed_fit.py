@@ -5,7 +5,8 @@ held in memory like the targets, join each chunk's encoded targets as their last
 kernels' ``weighted`` form, as ``encode_targets`` gives an in-memory objective), so a weighted
 streamed fit gives the bits of ``ArrayObjective(..., sample_weight=s, chunk_rows=...)``.
 ``class_weight`` multiplies them (``pipeline.weights.row_weights``, the API's rules) after one
-pass over the targets alone.
+pass over the targets alone. ``pipeline.fit`` builds it (``streamed.streamed_problem``) when
+called as ``fit_source`` does; the public API still refuses weights on a source.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.chunked import ChunkedSource
-from pipeline.streamed import StreamedObjective, scan_targets
+from pipeline.streamed import StreamedObjective
 
 
 def _with_weights(load, w: np.ndarray, out: np.ndarray | None = None):
@@ -46,40 +47,27 @@ class WeightedStreamedObjective(StreamedObjective):
         return X, np.ascontiguousarray(np.column_stack([T, w]), dtype=np.float64)
 
 
-def fit_source(X: ChunkedSource, y: Any = None, *, sample_weight: Any = None,
-               class_weight: Any = None, **options: Any) -> Any:
-    """``pipeline.fit(X, None, **options)``, weighted by ``sample_weight`` (n,) and
-    ``class_weight`` (``pipeline.fit``'s forms) when given; the class weights take one more
-    pass over the targets alone (their class counts)."""
-    import pipeline
-    from pipeline.api import _solve
-    from pipeline.solvers import check_compatibility, check_solver_options
-    from pipeline.validation import check_hyperparameters, warn_ineffective
+def weighted_objective(model: str, source: ChunkedSource, classes: np.ndarray | None,
+                       sample_weight: Any, class_weight: Any,
+                       dtype: str = "float64") -> WeightedStreamedObjective:
+    """The objective of ``source`` weighted by ``sample_weight`` (n,) and ``class_weight``
+    (``pipeline.fit``'s forms, ``pipeline.weights.row_weights``' rules); class weights take one
+    more pass over the targets alone (their class codes)."""
     from pipeline.weights import row_weights
 
-    if sample_weight is None and class_weight is None:
-        return pipeline.fit(X, y, **options)
-    o = dict(options)
-    model, reg, solver = o.pop("model"), o.pop("reg", "none"), o.pop("solver", "auto")
-    backend, dtype = o.pop("backend", "cpu"), o.pop("dtype", "float64")
-    o.pop("backend_options", None)
-    callback, l1_ratio = o.pop("callback", None), o.pop("l1_ratio", None)
-    check_compatibility(model, reg, solver, backend)
-    lam, l1_ratio_, tol, max_iter, seed = check_hyperparameters(
-        o.pop("lam", 0.0), 0.5 if l1_ratio is None else l1_ratio, o.pop("tol", 1e-7),
-        o.pop("max_iter", 1000), o.pop("seed", 0))
-    checked = check_solver_options(solver, o)
-    warn_ineffective(reg, lam, l1_ratio is not None)
-    classes = scan_targets(model, X)
-    T = np.zeros((X.n_samples, 1))  # class codes: only class_weight reads them
+    T = np.zeros((source.n_samples, 1))  # class codes: only class_weight reads them
     if class_weight is not None:
         assert classes is not None
-        labels = np.concatenate([np.asarray(load()) for load in X.target_loaders()])
+        labels = np.concatenate([np.asarray(load()) for load in source.target_loaders()])
         T = np.searchsorted(classes, labels.reshape(len(labels))).astype(np.float64)[:, None]
     s = row_weights(model, sample_weight, class_weight, T, classes)
     assert s is not None
-    objective = WeightedStreamedObjective(model, X, classes, s, dtype=dtype)
-    result = _solve(objective, None, None, 0, reg, lam, l1_ratio_, solver, tol, max_iter, seed,
-                    backend, callback, checked)
-    result.classes, result.dtype = classes, dtype
-    return result
+    return WeightedStreamedObjective(model, source, classes, s, dtype=dtype)
+
+
+def fit_source(X: ChunkedSource, y: Any = None, **options: Any) -> Any:
+    """``pipeline.fit(X, y, **options)`` that also takes ``sample_weight`` / ``class_weight``
+    on a chunked source (``backend="cpu"``), through ``weighted_objective``."""
+    import pipeline
+
+    return pipeline.fit(X, y, _source_weights=True, **options)
